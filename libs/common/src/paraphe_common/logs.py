@@ -1,0 +1,62 @@
+"""JSON logs on stdout, one object a line, each carrying the service and the request id.
+
+Nothing personal is logged: access log lines carry the method, the route, the path without its
+query string, the status and the duration; never an address, a cookie, a token or a body.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextvars import ContextVar
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from pythonjsonlogger.json import JsonFormatter
+
+REQUEST_ID: ContextVar[str | None] = ContextVar("paraphe_request_id", default=None)
+REQUEST_ID_KEY = web.RequestKey("request_id", str)
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            request_id = REQUEST_ID.get()
+            if request_id is not None:
+                record.request_id = request_id
+        return True
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    """Send every log record of the process to stdout as JSON."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.addFilter(_RequestIdFilter())
+    handler.setFormatter(
+        JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            static_fields={"service": service},
+            datefmt="%Y-%m-%dT%H:%M:%S%z",
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One structured line per request (aiohttp calls it once the response is sent)."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        resource = request.match_info.route.resource if isinstance(request, web.Request) else None
+        self.logger.info(
+            "request",
+            extra={
+                "request_id": request.get(REQUEST_ID_KEY),
+                "method": request.method,
+                "route": resource.canonical if resource is not None else None,
+                "path": request.path,
+                "status": response.status,
+                "duration_ms": round(time * 1000, 3),
+            },
+        )

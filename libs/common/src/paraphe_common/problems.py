@@ -1,0 +1,163 @@
+"""RFC 9457 ``application/problem+json`` bodies for every 4xx and 5xx answer.
+
+Handlers raise :class:`Problem` for domain errors; the middleware also turns aiohttp's own HTTP
+errors (unknown route, wrong method, body too large...) and unexpected exceptions into problems,
+so no error leaves a service in another shape. Titles are French: they reach citizens' screens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from paraphe_common.logs import REQUEST_ID_KEY
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_TYPE_PREFIX = "urn:paraphe:problem:"
+
+log = logging.getLogger(__name__)
+
+STATUS_TITLES = {
+    400: "Requête invalide",
+    401: "Authentification requise",
+    403: "Accès refusé",
+    404: "Ressource introuvable",
+    405: "Méthode non autorisée",
+    406: "Format de réponse non disponible",
+    409: "Conflit avec l'état de la ressource",
+    410: "Ressource supprimée",
+    413: "Requête trop volumineuse",
+    415: "Type de contenu non pris en charge",
+    422: "Contenu invalide",
+    429: "Trop de requêtes",
+    500: "Erreur interne",
+    502: "Passerelle en erreur",
+    503: "Service momentanément indisponible",
+    504: "Délai de passerelle dépassé",
+}
+
+# Headers of an aiohttp HTTP error that describe its plain-text body, not the problem.
+_BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding"})
+
+
+def title_for(status: int) -> str:
+    return STATUS_TITLES.get(status, "Erreur du client" if status < 500 else "Erreur du serveur")
+
+
+class Problem(Exception):
+    """A failure to report to the client as a problem document."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str | None = None,
+        *,
+        kind: str | None = None,
+        title: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail or title or title_for(status))
+        self.status = status
+        self.detail = detail
+        self.kind = kind
+        self.title = title or title_for(status)
+        self.headers = dict(headers or {})
+        self.extensions = extensions
+
+    def response(self, request: web.Request | None = None) -> web.Response:
+        if request is not None and wants_page(request):
+            return problem_page(self.status, self.title, self.detail, self.headers)
+        return problem_response(
+            self.status,
+            self.detail,
+            kind=self.kind,
+            title=self.title,
+            headers=self.headers,
+            **self.extensions,
+        )
+
+
+def problem_response(
+    status: int,
+    detail: str | None = None,
+    *,
+    kind: str | None = None,
+    title: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extensions: Any,
+) -> web.Response:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_PREFIX + kind if kind else "about:blank",
+        "title": title or title_for(status),
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    body.update(extensions)
+    return web.Response(
+        status=status,
+        body=json.dumps(body, ensure_ascii=False).encode(),
+        content_type=PROBLEM_CONTENT_TYPE,
+        charset="utf-8",
+        headers=headers,
+    )
+
+
+def wants_page(request: web.Request) -> bool:
+    """A browser asking for a page, not a client of the API."""
+    return not request.path.startswith("/api/") and "text/html" in request.headers.get("Accept", "")
+
+
+_PAGE = """<!doctype html>
+<html lang="fr"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title></head>
+<body><main><h1>{title}</h1><p>{detail}</p><p><a href="/">Retour à l'accueil</a></p></main>
+</body></html>
+"""
+
+
+def problem_page(
+    status: int, title: str, detail: str | None, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """The same failure, said in French to a person."""
+    return web.Response(
+        status=status,
+        text=_PAGE.format(
+            title=html.escape(title),
+            detail=html.escape(detail or "Merci de réessayer dans quelques instants."),
+        ),
+        content_type="text/html",
+        headers=headers,
+    )
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Problem as problem:
+        return problem.response(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k.lower() not in _BODY_HEADERS}
+        return Problem(exc.status, headers=headers).response(request)
+    except (asyncio.CancelledError, web.GracefulExit):
+        raise
+    except Exception:
+        log.exception("unhandled error while serving %s %s", request.method, request.path)
+        return Problem(
+            500,
+            "Une erreur inattendue est survenue ; elle a été journalisée avec l'identifiant "
+            "de la requête.",
+            request_id=request.get(REQUEST_ID_KEY),
+        ).response(request)

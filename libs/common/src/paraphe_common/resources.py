@@ -1,0 +1,169 @@
+"""PostgreSQL, Redis and NATS: one cleanup context each, opened before ``yield``, closed after.
+
+A context that cannot reach its dependency at start raises :class:`DependencyUnavailable`, which
+the runner turns into one line on stderr. Each context registers a readiness check, so
+``/readyz`` turns 503 while the dependency is gone and 200 once it is back; the clients
+reconnect by themselves, without a restart. Closing falls back to a hard close, and says so,
+when the graceful one fails or takes too long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import asyncpg
+import nats
+import redis.asyncio as aioredis
+from aiohttp import web
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from redis.exceptions import RedisError
+
+from paraphe_common.health import READINESS
+from paraphe_common.settings import (
+    NatsSettings,
+    PostgresSettings,
+    RedisSettings,
+    describe_endpoint,
+)
+
+log = logging.getLogger(__name__)
+
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+
+POSTGRES = web.AppKey("postgres_pool", asyncpg.Pool)
+REDIS = web.AppKey("redis", aioredis.Redis)
+NATS = web.AppKey("nats", NatsClient)
+JETSTREAM = web.AppKey("jetstream", JetStreamContext)
+
+CLOSE_TIMEOUT = 10.0
+
+
+class DependencyUnavailable(Exception):
+    """A dependency the service needs did not answer at start."""
+
+    def __init__(self, dependency: str, endpoint: str, reason: BaseException | str) -> None:
+        self.dependency = dependency
+        self.endpoint = endpoint
+        why = reason if isinstance(reason, str) else (str(reason) or type(reason).__name__)
+        super().__init__(f"{dependency} at {endpoint} is unreachable: {why}")
+
+
+def postgres(settings: PostgresSettings) -> CleanupContext:
+    dsn = settings.database_url.get_secret_value()
+    endpoint = describe_endpoint(dsn)
+
+    async def postgres_pool(app: web.Application) -> AsyncIterator[None]:
+        try:
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=settings.database_pool_min_size,
+                max_size=settings.database_pool_max_size,
+                timeout=settings.database_connect_timeout,
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise DependencyUnavailable("PostgreSQL", endpoint, exc) from exc
+        app[POSTGRES] = pool
+        app[READINESS].add("postgresql", lambda: pool.fetchval("SELECT 1"))
+        try:
+            yield
+        finally:
+            try:
+                await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT)
+            except (TimeoutError, asyncpg.InterfaceError) as exc:
+                # Connections still busy after the grace period belong to requests that will
+                # not finish now; terminating them is the only way left to stop.
+                log.warning("PostgreSQL pool did not close cleanly (%r); terminating it", exc)
+                pool.terminate()
+
+    return postgres_pool
+
+
+def redis(settings: RedisSettings) -> CleanupContext:
+    url = settings.redis_url.get_secret_value()
+    endpoint = describe_endpoint(url)
+
+    async def redis_client(app: web.Application) -> AsyncIterator[None]:
+        client = aioredis.from_url(
+            url,
+            socket_connect_timeout=settings.redis_connect_timeout,
+            health_check_interval=10,
+        )
+        try:
+            await client.ping()
+        except (RedisError, OSError) as exc:
+            await client.aclose()
+            raise DependencyUnavailable("Redis", endpoint, exc) from exc
+        app[REDIS] = client
+        app[READINESS].add("redis", client.ping)
+        try:
+            yield
+        finally:
+            try:
+                await asyncio.wait_for(client.aclose(), CLOSE_TIMEOUT)
+            except (TimeoutError, RedisError, OSError) as exc:
+                log.warning("Redis client did not close cleanly: %r", exc)
+
+    return redis_client
+
+
+def nats_connection(settings: NatsSettings, *, name: str) -> CleanupContext:
+    """A NATS connection with JetStream, drained on shutdown so nothing in flight is lost."""
+    url = settings.nats_url.get_secret_value()
+    endpoint = describe_endpoint(url)
+
+    async def nats_client(app: web.Application) -> AsyncIterator[None]:
+        client = NatsClient()
+
+        async def on_error(exc: Exception) -> None:
+            log.warning("NATS error: %r", exc)
+
+        async def on_disconnected() -> None:
+            if not (client.is_draining or client.is_closed):
+                log.warning("NATS connection lost; reconnecting")
+
+        async def on_reconnected() -> None:
+            log.info("NATS connection restored")
+
+        options: dict[str, Any] = {
+            "servers": [url],
+            "name": name,
+            "connect_timeout": settings.nats_connect_timeout,
+            "allow_reconnect": True,
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": 0.5,
+            "error_cb": on_error,
+            "disconnected_cb": on_disconnected,
+            "reconnected_cb": on_reconnected,
+        }
+        try:
+            # The first connection gets two tries (nats-py counts attempts beyond the first);
+            # once connected, a lost connection is retried forever.
+            await client.connect(**options | {"max_reconnect_attempts": 1})
+        except (OSError, TimeoutError, nats.errors.Error) as exc:
+            # "no servers available" says less than the last connection error behind it.
+            raise DependencyUnavailable("NATS", endpoint, client.last_error or exc) from exc
+        client.options["max_reconnect_attempts"] = -1
+        jetstream = client.jetstream()
+        app[NATS] = client
+        app[JETSTREAM] = jetstream
+
+        async def jetstream_answers() -> None:
+            if not client.is_connected:
+                raise ConnectionError("NATS is not connected")
+            await jetstream.account_info()
+
+        app[READINESS].add("nats", jetstream_answers)
+        try:
+            yield
+        finally:
+            try:
+                await asyncio.wait_for(client.drain(), CLOSE_TIMEOUT)
+            except (TimeoutError, nats.errors.Error, OSError) as exc:
+                log.warning("NATS connection did not drain (%r); closing it", exc)
+                await client.close()
+
+    return nats_client

@@ -1,0 +1,95 @@
+"""Start a service, refuse clearly when it cannot, stop gracefully on SIGTERM.
+
+``paraphe-<service>`` serves; ``paraphe-<service> migrate`` applies the service's migrations.
+On SIGTERM aiohttp stops accepting connections, lets in-flight requests finish (up to the
+shutdown timeout), then the cleanup contexts close in reverse order: NATS drains, pools close.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn, TypeVar
+
+import uvloop
+from aiohttp import web
+
+from paraphe_common.logs import AccessLogger, configure_logging
+from paraphe_common.resources import DependencyUnavailable
+from paraphe_common.settings import (
+    ConfigurationError,
+    PostgresSettings,
+    ServiceSettings,
+    load_settings,
+)
+
+log = logging.getLogger(__name__)
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def refuse(service: str, reason: str, code: int) -> NoReturn:
+    """End the process with one line saying what is wrong: no traceback."""
+    print(f"paraphe-{service}: {reason}", file=sys.stderr, flush=True)  # noqa: T201
+    sys.exit(code)
+
+
+def serve(service: str, settings: ServiceSettings, app: web.Application) -> None:
+    configure_logging(service, settings.log_level)
+
+    async def announce(app: web.Application) -> None:
+        log.info("serving on %s:%d", settings.host, settings.port)
+
+    app.on_startup.append(announce)
+    try:
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            shutdown_timeout=settings.shutdown_timeout,
+            access_log_class=AccessLogger,
+            access_log=logging.getLogger("paraphe.access") if settings.access_log else None,
+            print=None,
+            loop=uvloop.new_event_loop(),
+        )
+    except DependencyUnavailable as exc:
+        refuse(service, f"cannot start: {exc}", 1)
+    except OSError as exc:
+        refuse(service, f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}", 1)
+    log.info("stopped")
+
+
+def main(
+    service: str,
+    settings_class: type[S],
+    create_app: Callable[[S], web.Application],
+    *,
+    migrations: tuple[str, Path] | None = None,
+    argv: Sequence[str] | None = None,
+) -> None:
+    """The command line of a service: serve (the default), or migrate its schema."""
+    parser = argparse.ArgumentParser(prog=f"paraphe-{service}")
+    commands = ["serve", "migrate"] if migrations else ["serve"]
+    parser.add_argument("command", nargs="?", default="serve", choices=commands)
+    command = parser.parse_args(argv).command
+    try:
+        if command == "migrate" and migrations is not None:
+            migrate(service, *migrations)
+            return
+        settings = load_settings(settings_class)
+    except ConfigurationError as exc:
+        refuse(service, f"invalid configuration: {exc}", 2)
+    except DependencyUnavailable as exc:
+        refuse(service, f"cannot migrate: {exc}", 1)
+    serve(service, settings, create_app(settings))
+
+
+def migrate(service: str, schema: str, script_location: Path) -> None:
+    from paraphe_common.migrations import upgrade
+
+    settings = load_settings(PostgresSettings)
+    configure_logging(service, "INFO")
+    upgrade(settings.database_url.get_secret_value(), schema, script_location)

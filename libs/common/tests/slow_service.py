@@ -1,0 +1,27 @@
+"""A service built like the real ones, with one slow route, to watch a graceful shutdown.
+
+Run as a program by test_runner.py: ``python slow_service.py``.
+"""
+
+import asyncio
+
+from aiohttp import web
+
+from paraphe_common.app import create_service_app
+from paraphe_common.runner import main
+from paraphe_common.settings import ServiceSettings
+
+
+async def slow(request: web.Request) -> web.Response:
+    await asyncio.sleep(float(request.query.get("seconds", "1.5")))
+    return web.json_response({"finished": True})
+
+
+def create_app(settings: ServiceSettings) -> web.Application:
+    app = create_service_app("slow-example", settings)
+    app.router.add_get("/slow", slow)
+    return app
+
+
+if __name__ == "__main__":
+    main("slow-example", ServiceSettings, create_app)

@@ -1,0 +1,163 @@
+"""Starting and stopping a service process: refusals in one line, graceful SIGTERM."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from paraphe_devstack.servers import NatsServer, RedisServer, free_port, port_answers
+
+SLOW_SERVICE = Path(__file__).with_name("slow_service.py")
+
+
+def service_env(**settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARAPHE_")}
+    env.update({f"PARAPHE_{k.upper()}": v for k, v in settings.items()})
+    return env
+
+
+@contextmanager
+def service_process(argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while not port_answers(port):
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        assert time.monotonic() < deadline, "the service did not start listening"
+        time.sleep(0.05)
+
+
+def get_json(url: str) -> tuple[int, dict[str, object]]:
+    with urllib.request.urlopen(url, timeout=30) as answer:
+        return answer.status, json.load(answer)
+
+
+def test_sigterm_lets_requests_in_flight_finish_then_exits_zero() -> None:
+    port = free_port()
+    env = service_env(port=str(port), host="127.0.0.1")
+    with service_process([sys.executable, str(SLOW_SERVICE)], env) as process:
+        wait_for_port(port, process)
+        with ThreadPoolExecutor(4) as pool:
+            in_flight = [
+                pool.submit(get_json, f"http://127.0.0.1:{port}/slow?seconds=1.5") for _ in range(4)
+            ]
+            time.sleep(0.5)  # the four requests are now sleeping inside the handler
+            process.send_signal(signal.SIGTERM)
+            answers = [future.result() for future in in_flight]
+        assert answers == [(200, {"finished": True})] * 4
+        assert process.wait(timeout=30) == 0
+        assert not port_answers(port)
+        stdout, _ = process.communicate()
+    logs = [json.loads(line) for line in stdout.decode().splitlines() if line]
+    assert logs[-1]["message"] == "stopped"
+    assert all(entry["service"] == "slow-example" for entry in logs)
+
+
+def run_service(module: str, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        env=service_env(**settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def assert_one_clear_line(done: subprocess.CompletedProcess[str], *expected: str) -> None:
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    for text in expected:
+        assert text in lines[0]
+
+
+def test_missing_required_setting_ends_with_one_line_naming_it() -> None:
+    done = run_service("paraphe_auth_gateway")
+    assert done.returncode == 2
+    assert_one_clear_line(
+        done, "paraphe-auth-gateway: invalid configuration", "PARAPHE_REDIS_URL is required"
+    )
+
+
+def test_invalid_setting_ends_with_one_line_naming_it() -> None:
+    done = run_service("paraphe_auth_gateway", redis_url="redis://127.0.0.1:1/0", port="http")
+    assert done.returncode == 2
+    assert_one_clear_line(done, "PARAPHE_PORT is invalid")
+
+
+def test_unreachable_database_at_start_ends_with_one_line() -> None:
+    port = free_port()
+    done = run_service(
+        "paraphe_moderation",
+        database_url=f"postgresql://paraphe:s3cret@127.0.0.1:{port}/paraphe",
+        nats_url="nats://127.0.0.1:1",
+        database_connect_timeout="2",
+    )
+    assert done.returncode == 1
+    assert_one_clear_line(
+        done, "paraphe-moderation: cannot start:", f"PostgreSQL at 127.0.0.1:{port} is unreachable"
+    )
+    assert "s3cret" not in done.stderr + done.stdout
+
+
+def test_unreachable_nats_at_start_ends_with_one_line(redis_server: RedisServer) -> None:
+    port = free_port()
+    done = run_service(
+        "paraphe_signature_intake",
+        redis_url=redis_server.url,
+        nats_url=f"nats://127.0.0.1:{port}",
+        nats_connect_timeout="1",
+    )
+    assert done.returncode == 1
+    assert_one_clear_line(done, f"NATS at 127.0.0.1:{port} is unreachable")
+
+
+def test_migrating_an_unreachable_database_ends_with_one_line() -> None:
+    port = free_port()
+    done = run_service(
+        "paraphe_counter", "migrate", database_url=f"postgresql://u:pw@127.0.0.1:{port}/db"
+    )
+    assert done.returncode == 1
+    assert_one_clear_line(done, "cannot migrate:", f"PostgreSQL at 127.0.0.1:{port}")
+
+
+@pytest.mark.parametrize(
+    ("module", "needs"),
+    [
+        ("paraphe_auth_gateway", {"redis"}),
+        ("paraphe_signature_intake", {"redis", "nats"}),
+        ("paraphe_franceconnect_sandbox", set()),
+    ],
+)
+def test_a_real_service_stops_cleanly_on_sigterm(
+    module: str, needs: set[str], redis_server: RedisServer, nats_server: NatsServer
+) -> None:
+    port = free_port()
+    settings = {"port": str(port), "host": "127.0.0.1"}
+    if "redis" in needs:
+        settings["redis_url"] = redis_server.url
+    if "nats" in needs:
+        settings["nats_url"] = nats_server.url
+    with service_process([sys.executable, "-m", module], service_env(**settings)) as process:
+        wait_for_port(port, process)
+        assert get_json(f"http://127.0.0.1:{port}/readyz")[0] == 200
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        _, stderr = process.communicate()
+    assert stderr == b""

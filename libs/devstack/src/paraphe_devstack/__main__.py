@@ -1,0 +1,3 @@
+from paraphe_devstack.cli import main
+
+main()

@@ -1,0 +1,337 @@
+"""Real PostgreSQL, Redis, NATS and nginx processes, started and stopped by us.
+
+Each server runs in its own session (so a signal reaches it, not our terminal), writes its
+output to a log file, and is waited for until it answers. ``stop`` asks politely with the
+signal each server treats as a fast clean shutdown; ``kill`` is the crash a test inflicts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+LOCALHOST = "127.0.0.1"
+_DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class ServerFailed(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOCALHOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_answers(port: int, host: str = LOCALHOST) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+class ManagedProcess:
+    """A child process with a name, a log file and a polite way to stop."""
+
+    stop_signal = signal.SIGTERM
+    start_timeout = 30.0
+
+    def __init__(self, name: str, log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def argv(self) -> Sequence[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def user(self) -> str | None:
+        return None
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Work to do before the first start (create a data directory...)."""
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self, *, wait: bool = True) -> None:
+        if self.running:
+            return
+        self.prepare()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            list(self.argv()),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=self.env(),
+            user=self.user(),
+            start_new_session=True,
+        )
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout or self.start_timeout)
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise ServerFailed(
+                    f"{self.name} exited with status {self.process.returncode}:\n"
+                    + log_tail(self.log_path)
+                )
+            if self.ready():
+                return
+            time.sleep(0.05)
+        raise ServerFailed(f"{self.name} did not become ready:\n{log_tail(self.log_path)}")
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """Stop with the server's clean-shutdown signal; kill it if it will not go."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(self.stop_signal)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._close_log()
+        return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL: the crash, not the shutdown."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+class PostgresServer(ManagedProcess):
+    stop_signal = signal.SIGINT  # "fast" shutdown: roll back sessions, checkpoint, exit
+
+    def __init__(self, bindir: Path, data_dir: Path, port: int, *, durable: bool = True) -> None:
+        super().__init__("postgresql", data_dir.parent / "postgresql.log")
+        self.bindir = bindir
+        self.data_dir = data_dir
+        self.port = port
+        self.durable = durable
+
+    def user(self) -> str | None:
+        # PostgreSQL refuses to run as root; Debian's package created this account.
+        return "postgres" if os.geteuid() == 0 else None
+
+    def prepare(self) -> None:
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        account = self.user()
+        if account is not None:
+            entry = pwd.getpwnam(account)
+            os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
+            self.log_path.touch()
+            os.chown(self.log_path, entry.pw_uid, entry.pw_gid)
+        self.data_dir.chmod(0o700)
+        subprocess.run(
+            [
+                str(self.bindir / "initdb"),
+                "--pgdata", str(self.data_dir),
+                "--username", "postgres",
+                "--auth", "trust",
+                "--encoding", "UTF8",
+                "--no-locale",
+                "--no-sync",
+                "--no-instructions",
+            ],
+            check=True,
+            user=account,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+
+    def argv(self) -> Sequence[str]:
+        argv = [
+            str(self.bindir / "postgres"),
+            "-D", str(self.data_dir),
+            "-p", str(self.port),
+            "-c", f"listen_addresses={LOCALHOST}",
+            "-c", "unix_socket_directories=",
+            "-c", "max_connections=200",
+        ]  # fmt: skip
+        if not self.durable:
+            # Test servers trade crash safety for speed: their data dies with the test run.
+            argv += ["-c", "fsync=off", "-c", "synchronous_commit=off"]
+            argv += ["-c", "full_page_writes=off"]
+        return argv
+
+    def ready(self) -> bool:
+        answer = subprocess.run(
+            [str(self.bindir / "pg_isready"), "-q", "-h", LOCALHOST, "-p", str(self.port)],
+            check=False,
+        )
+        return answer.returncode == 0
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@{LOCALHOST}:{self.port}/{database}"
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        answer = subprocess.run(
+            [
+                str(self.bindir / "psql"),
+                "-X", "-q", "-A", "-t",
+                "-v", "ON_ERROR_STOP=1",
+                "-h", LOCALHOST, "-p", str(self.port), "-U", "postgres",
+                "-d", database,
+                "-c", sql,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )  # fmt: skip
+        return answer.stdout.strip()
+
+    def ensure_database(self, name: str) -> str:
+        if not _DATABASE_NAME.match(name):
+            raise ValueError(f"not a database name: {name!r}")
+        exists = self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'")  # noqa: S608
+        if not exists:
+            self.psql(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+
+class RedisServer(ManagedProcess):
+    def __init__(self, binary: Path, work_dir: Path, port: int) -> None:
+        super().__init__("redis", work_dir / "redis.log")
+        self.binary = binary
+        self.work_dir = work_dir
+        self.port = port
+
+    def prepare(self) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+
+    def argv(self) -> Sequence[str]:
+        return [
+            str(self.binary),
+            "--port", str(self.port),
+            "--bind", LOCALHOST,
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self.work_dir),
+            "--daemonize", "no",
+            "--loglevel", "warning",
+        ]  # fmt: skip
+
+    def ready(self) -> bool:
+        try:
+            with socket.create_connection((LOCALHOST, self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    @property
+    def url(self) -> str:
+        return f"redis://{LOCALHOST}:{self.port}/0"
+
+
+class NatsServer(ManagedProcess):
+    def __init__(
+        self, binary: Path, store_dir: Path, port: int, monitor_port: int, name: str = "nats"
+    ) -> None:
+        super().__init__(name, store_dir.parent / f"{name}.log")
+        self.binary = binary
+        self.store_dir = store_dir
+        self.port = port
+        self.monitor_port = monitor_port
+        self.server_name = name
+
+    def prepare(self) -> None:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+
+    def argv(self) -> Sequence[str]:
+        return [
+            str(self.binary),
+            "--addr", LOCALHOST,
+            "--port", str(self.port),
+            "--http_port", str(self.monitor_port),
+            "--jetstream",
+            "--store_dir", str(self.store_dir),
+            "--server_name", self.server_name,
+        ]  # fmt: skip
+
+    def ready(self) -> bool:
+        url = f"http://{LOCALHOST}:{self.monitor_port}/healthz?js-enabled-only=true"
+        try:
+            with urllib.request.urlopen(url, timeout=0.5) as answer:
+                return bool(json.load(answer).get("status") == "ok")
+        except (OSError, urllib.error.URLError, ValueError):
+            return False
+
+    @property
+    def url(self) -> str:
+        return f"nats://{LOCALHOST}:{self.port}"
+
+
+class NginxProxy(ManagedProcess):
+    stop_signal = signal.SIGQUIT  # graceful: finish the requests being served
+
+    def __init__(self, binary: Path, prefix: Path, port: int, config: str) -> None:
+        super().__init__("nginx", prefix / "nginx.log")
+        self.binary = binary
+        self.prefix = prefix
+        self.port = port
+        self.config = config
+
+    def prepare(self) -> None:
+        for temp in ("client_body", "proxy"):
+            (self.prefix / "temp" / temp).mkdir(parents=True, exist_ok=True)
+        (self.prefix / "nginx.conf").write_text(self.config)
+
+    def argv(self) -> Sequence[str]:
+        return [
+            str(self.binary),
+            "-p", str(self.prefix),
+            "-c", str(self.prefix / "nginx.conf"),
+            "-e", "stderr",
+            "-g", "daemon off;",
+        ]  # fmt: skip
+
+    def ready(self) -> bool:
+        return port_answers(self.port)
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,263 @@
+"""The whole local stack: infrastructure, migrations, demo data, the services and the proxy."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from paraphe_devstack.binaries import Binaries
+from paraphe_devstack.proxy import nginx_config
+from paraphe_devstack.servers import (
+    LOCALHOST,
+    ManagedProcess,
+    NatsServer,
+    NginxProxy,
+    PostgresServer,
+    RedisServer,
+    ServerFailed,
+    free_port,
+    log_tail,
+    port_answers,
+)
+
+DATABASE = "paraphe"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    needs: frozenset[str] = frozenset()
+    migrates: bool = False
+
+    @property
+    def module(self) -> str:
+        return "paraphe_" + self.name.replace("-", "_")
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("auth-gateway", frozenset({"redis"})),
+    ServiceSpec("signature-intake", frozenset({"redis", "nats"})),
+    ServiceSpec("counter", frozenset({"postgresql", "redis", "nats"}), migrates=True),
+    ServiceSpec("petition-catalog", frozenset({"postgresql", "nats"}), migrates=True),
+    ServiceSpec("moderation", frozenset({"postgresql", "nats"}), migrates=True),
+    ServiceSpec("franceconnect-sandbox"),
+)
+
+_DEFAULT_SERVICE_PORTS = {spec.name: 8101 + i for i, spec in enumerate(SERVICES)}
+
+
+def _port(variable: str, default: int) -> int:
+    value = os.environ.get(variable, "")
+    if not value:
+        return default
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise ValueError(f"{variable} must be a port number, not {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class StackPorts:
+    proxy: int = 8080
+    postgres: int = 15432
+    redis: int = 16379
+    nats: int = 14222
+    nats_monitor: int = 18222
+    services: dict[str, int] = field(default_factory=lambda: dict(_DEFAULT_SERVICE_PORTS))
+
+    @classmethod
+    def from_env(cls) -> StackPorts:
+        """Defaults, each overridable by ``PARAPHE_DEV_<NAME>_PORT``."""
+        defaults = cls()
+        return cls(
+            proxy=_port("PARAPHE_DEV_PROXY_PORT", defaults.proxy),
+            postgres=_port("PARAPHE_DEV_POSTGRES_PORT", defaults.postgres),
+            redis=_port("PARAPHE_DEV_REDIS_PORT", defaults.redis),
+            nats=_port("PARAPHE_DEV_NATS_PORT", defaults.nats),
+            nats_monitor=_port("PARAPHE_DEV_NATS_MONITOR_PORT", defaults.nats_monitor),
+            services={
+                name: _port(f"PARAPHE_DEV_{name.upper().replace('-', '_')}_PORT", port)
+                for name, port in defaults.services.items()
+            },
+        )
+
+    @classmethod
+    def free(cls) -> StackPorts:
+        """Free ports for everything: for tests that run a whole stack."""
+        return cls(
+            proxy=free_port(),
+            postgres=free_port(),
+            redis=free_port(),
+            nats=free_port(),
+            nats_monitor=free_port(),
+            services={spec.name: free_port() for spec in SERVICES},
+        )
+
+    def all(self) -> dict[str, int]:
+        return {
+            "proxy": self.proxy,
+            "postgresql": self.postgres,
+            "redis": self.redis,
+            "nats": self.nats,
+            "nats monitoring": self.nats_monitor,
+            **self.services,
+        }
+
+
+class ServiceProcess(ManagedProcess):
+    start_timeout = 60.0
+
+    def __init__(self, spec: ServiceSpec, port: int, env: dict[str, str], log_dir: Path):
+        super().__init__(spec.name, log_dir / f"{spec.name}.log")
+        self.spec = spec
+        self.port = port
+        self._env = env
+
+    def argv(self) -> Sequence[str]:
+        return [sys.executable, "-m", self.spec.module]
+
+    def env(self) -> dict[str, str]:
+        return self._env
+
+    def ready(self) -> bool:
+        try:
+            url = f"http://{LOCALHOST}:{self.port}/readyz"
+            with urllib.request.urlopen(url, timeout=1) as answer:
+                return bool(answer.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
+
+
+class Stack:
+    def __init__(
+        self,
+        state_dir: Path,
+        ports: StackPorts,
+        binaries: Binaries,
+        *,
+        durable: bool = True,
+        say: Callable[[str], None] = lambda message: None,
+    ) -> None:
+        self.state_dir = state_dir
+        self.ports = ports
+        self.binaries = binaries
+        self.say = say
+        self.postgres = PostgresServer(
+            binaries.postgres_bin, state_dir / "postgresql" / "data", ports.postgres,
+            durable=durable,
+        )  # fmt: skip
+        self.redis = RedisServer(binaries.redis_server, state_dir / "redis", ports.redis)
+        self.nats = NatsServer(
+            binaries.nats_server, state_dir / "nats" / "jetstream", ports.nats, ports.nats_monitor
+        )
+        self.services: dict[str, ServiceProcess] = {}
+        self.proxy: NginxProxy | None = None
+        self._started: list[ManagedProcess] = []
+
+    @property
+    def database_url(self) -> str:
+        return self.postgres.url(DATABASE)
+
+    def service_env(self, spec: ServiceSpec) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            PARAPHE_HOST=LOCALHOST,
+            PARAPHE_PORT=str(self.ports.services[spec.name]),
+            PARAPHE_DATABASE_URL=self.database_url,
+            PARAPHE_REDIS_URL=self.redis.url,
+            PARAPHE_NATS_URL=self.nats.url,
+            PARAPHE_PUBLIC_URL=f"http://localhost:{self.ports.proxy}",
+        )
+        return env
+
+    def check_ports(self) -> None:
+        busy = [f"{what} ({port})" for what, port in self.ports.all().items() if port_answers(port)]
+        if busy:
+            raise ServerFailed(
+                "ports already in use: " + ", ".join(busy) + ". Stop what uses them "
+                "(make stop) or choose others with PARAPHE_DEV_<NAME>_PORT."
+            )
+
+    def _start(self, process: ManagedProcess) -> None:
+        self.say(f"starting {process.name}")
+        process.start()
+        self._started.append(process)
+
+    def start_infrastructure(self) -> None:
+        for server in (self.postgres, self.redis, self.nats):
+            self._start(server)
+        self.postgres.ensure_database(DATABASE)
+
+    def migrate(self) -> None:
+        for spec in SERVICES:
+            if spec.migrates:
+                self.say(f"migrating {spec.name}")
+                self._run(spec, [sys.executable, "-m", spec.module, "migrate"])
+
+    def load_demo_petitions(self) -> None:
+        catalog = next(spec for spec in SERVICES if spec.name == "petition-catalog")
+        self.say("loading demo petitions")
+        self._run(catalog, [sys.executable, "-m", f"{catalog.module}.demo"])
+
+    def _run(self, spec: ServiceSpec, argv: list[str]) -> None:
+        done = subprocess.run(argv, env=self.service_env(spec), capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ServerFailed(
+                f"{' '.join(argv[1:])} failed:\n{done.stderr.strip() or done.stdout.strip()}"
+            )
+
+    def start_services(self) -> None:
+        log_dir = self.state_dir / "logs"
+        for spec in SERVICES:
+            port = self.ports.services[spec.name]
+            process = ServiceProcess(spec, port, self.service_env(spec), log_dir)
+            self.services[spec.name] = process
+            self.say(f"starting {spec.name}")
+            process.start(wait=False)
+            self._started.append(process)
+        for process in self.services.values():
+            process.wait_ready()
+
+    def start_proxy(self) -> None:
+        if self.binaries.nginx is None:
+            raise ServerFailed("nginx is required for the proxy")
+        prefix = self.state_dir / "nginx"
+        config = nginx_config(prefix, self.ports.proxy, self.ports.services)
+        self.proxy = NginxProxy(self.binaries.nginx, prefix, self.ports.proxy, config)
+        self.proxy.prepare()
+        for temp in (prefix / "temp").iterdir():
+            temp.chmod(0o777)  # nginx workers run unprivileged
+        self._start(self.proxy)
+
+    def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.check_ports()
+        try:
+            self.start_infrastructure()
+            self.migrate()
+            self.load_demo_petitions()
+            self.start_services()
+            self.start_proxy()
+        except BaseException:
+            self.stop()
+            raise
+
+    def exited(self) -> list[str]:
+        """What stopped by itself, with the end of its log."""
+        return [
+            f"{p.name} exited ({p.process.returncode if p.process else '?'}):\n"
+            + log_tail(p.log_path)
+            for p in self._started
+            if not p.running
+        ]
+
+    def stop(self) -> None:
+        while self._started:
+            process = self._started.pop()
+            self.say(f"stopping {process.name}")
+            process.stop()

@@ -1,0 +1,1 @@
+"""auth-gateway: FranceConnect relying party: sign-in, sessions, platform tokens."""

@@ -1,0 +1,1 @@
+"""counter: Consumes signatures, stores them once, keeps sharded counts and thresholds."""

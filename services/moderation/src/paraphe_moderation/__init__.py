@@ -1,0 +1,1 @@
+"""moderation: Admissibility review, committee allocation, decisions and their audit log."""

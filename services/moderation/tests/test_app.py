@@ -1,0 +1,14 @@
+from pytest_aiohttp import AiohttpClient
+
+from paraphe_devstack.checks import assert_probes_answer
+from paraphe_devstack.servers import NatsServer
+from paraphe_moderation.app import create_app
+from paraphe_moderation.settings import ModerationSettings
+
+
+async def test_boots_with_postgresql_and_nats_and_answers_its_probes(
+    aiohttp_client: AiohttpClient, database_url: str, nats_server: NatsServer
+) -> None:
+    settings = ModerationSettings(database_url=database_url, nats_url=nats_server.url)
+    client = await aiohttp_client(create_app(settings))
+    await assert_probes_answer(client, ["postgresql", "nats"])

@@ -1,0 +1,1 @@
+"""petition-catalog: Petitions, authors, lifecycle, search and the public pages."""

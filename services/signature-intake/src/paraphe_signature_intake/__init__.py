@@ -1,0 +1,1 @@
+"""signature-intake: Accepts signatures: verify the token, dedupe, publish to JetStream."""
