@@ -1,0 +1,164 @@
+"""Platform tokens: genuine ones pass, every forgery and misuse is refused."""
+
+import base64
+import json
+import time
+from collections.abc import Callable
+
+import pytest
+from jose import jwt
+
+from paraphe_common.tokens import (
+    ISSUER,
+    MODERATOR,
+    SIGNER,
+    STAFF,
+    InvalidToken,
+    MissingRole,
+    TokenIssuer,
+    TokenVerifier,
+    public_keys,
+)
+from paraphe_devstack.keys import SigningKey, new_signing_key
+
+KEY = new_signing_key("current")
+OTHER_KEY = new_signing_key("current")  # same kid, different key: a forger's
+
+
+def verifier(
+    *keys: SigningKey, cache_size: int = 100, clock: Callable[[], float] = time.time
+) -> TokenVerifier:
+    merged = {"keys": [k for key in keys for k in json.loads(key.public_jwks)["keys"]]}
+    return TokenVerifier(public_keys(json.dumps(merged)), cache_size=cache_size, clock=clock)
+
+
+def b64(data: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def claims(**overrides: object) -> dict[str, object]:
+    now = int(time.time())
+    return {"iss": ISSUER, "aud": SIGNER, "sub": "k" * 64, "iat": now, "exp": now + 600} | overrides
+
+
+def signed(payload: dict[str, object], key: SigningKey = KEY, kid: str = "current") -> str:
+    return str(jwt.encode(payload, key.private_pem, algorithm="ES256", headers={"kid": kid}))
+
+
+def test_a_token_issued_by_the_gateway_is_accepted() -> None:
+    token = TokenIssuer(KEY.private_pem, KEY.kid).issue(SIGNER, "k" * 64, 600, pv="1")
+    result = verifier(KEY).verify(token, SIGNER)
+    assert result.subject == "k" * 64
+    assert result.audience == SIGNER
+    assert result.extra == {"pv": "1"}
+
+
+def test_keys_can_be_rotated_by_publishing_both() -> None:
+    old, new = new_signing_key("old"), new_signing_key("new")
+    both = verifier(old, new)
+    for key in (old, new):
+        assert both.verify(TokenIssuer(key.private_pem, key.kid).issue(SIGNER, "s", 60), SIGNER)
+
+
+@pytest.mark.parametrize(
+    ("why", "token"),
+    [
+        ("expired", signed(claims(exp=int(time.time()) - 3600, iat=int(time.time()) - 7200))),
+        ("another issuer", signed(claims(iss="someone-else"))),
+        ("no expiry", signed({k: v for k, v in claims().items() if k != "exp"})),
+        ("no issue time", signed({k: v for k, v in claims().items() if k != "iat"})),
+        ("expiry not a number", signed(claims(exp="tomorrow"))),
+        ("no subject", signed({k: v for k, v in claims().items() if k != "sub"})),
+        ("several audiences", signed(claims(aud=[SIGNER, STAFF]))),
+        ("signed by another key under a known kid", signed(claims(), key=OTHER_KEY)),
+        ("unknown kid", signed(claims(), kid="elsewhere")),
+        ("alg none", b64({"alg": "none", "kid": "current"}) + "." + b64(claims()) + "."),
+        (
+            "HS256 keyed with the public key (algorithm confusion)",
+            jwt.encode(claims(), KEY.public_jwks, algorithm="HS256", headers={"kid": "current"}),
+        ),
+        (
+            "tampered payload",
+            ".".join(
+                [
+                    signed(claims()).split(".")[0],
+                    b64(claims(sub="x" * 64)),
+                    signed(claims()).split(".")[2],
+                ]
+            ),
+        ),
+        ("garbage", "not-a-jwt"),
+    ],
+)
+def test_forged_or_unusable_tokens_are_refused(why: str, token: str) -> None:
+    with pytest.raises(InvalidToken):
+        verifier(KEY).verify(token, SIGNER)
+
+
+def test_a_token_for_one_audience_is_refused_for_another_even_from_the_cache() -> None:
+    check = verifier(KEY)
+    token = signed(claims(aud=SIGNER))
+    check.verify(token, SIGNER)
+    with pytest.raises(InvalidToken):
+        check.verify(token, STAFF)
+
+
+def test_roles_come_from_the_token_and_a_missing_one_is_refused() -> None:
+    issuer = TokenIssuer(KEY.private_pem, KEY.kid)
+    check = verifier(KEY)
+    moderator = issuer.issue(STAFF, "agent", 600, roles=frozenset({MODERATOR}))
+    assert check.verify(moderator, STAFF, role=MODERATOR).roles == {MODERATOR}
+    nobody = issuer.issue(STAFF, "agent", 600)
+    with pytest.raises(MissingRole):
+        check.verify(nobody, STAFF, role=MODERATOR)
+
+
+def test_a_cached_token_is_refused_once_it_expires() -> None:
+    now = [time.time()]
+    check = verifier(KEY, clock=lambda: now[0])
+    token = signed(claims(exp=int(now[0]) + 60))
+    assert check.verify(token, SIGNER)
+    assert token in check._cache
+    now[0] += 60 + 31  # past the expiry and its 30 s leeway
+    with pytest.raises(InvalidToken, match="expired"):
+        check.verify(token, SIGNER)
+
+
+def test_a_token_issued_in_the_future_is_refused() -> None:
+    with pytest.raises(InvalidToken, match="future"):
+        verifier(KEY).verify(signed(claims(iat=int(time.time()) + 3600)), SIGNER)
+
+
+def test_expiry_leeway_is_thirty_seconds() -> None:
+    now = time.time()
+    token = signed(claims(exp=int(now) - 10))
+    assert verifier(KEY, clock=lambda: now).verify(token, SIGNER)
+
+
+def test_the_cache_is_bounded() -> None:
+    check = verifier(KEY, cache_size=2)
+    for n in range(5):
+        check.verify(signed(claims(sub=f"{n}" * 64)), SIGNER)
+    assert len(check._cache) == 2
+
+
+@pytest.mark.parametrize(
+    "jwks",
+    [
+        "not json",
+        '{"keys": []}',
+        '{"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "x"}]}',
+    ],
+)
+def test_verification_keys_must_be_public_ec_keys(jwks: str) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - the messages are for people
+        public_keys(jwks)
+
+
+def test_a_private_key_is_refused_as_a_verification_key() -> None:
+    from jose import jwk
+
+    private = jwk.construct(KEY.private_pem, "ES256").to_dict()
+    private["kid"] = "leaked"
+    with pytest.raises(ValueError, match="public"):
+        public_keys(json.dumps({"keys": [private]}))

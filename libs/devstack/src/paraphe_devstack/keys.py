@@ -1,0 +1,41 @@
+"""Development secrets: made on this machine, never committed, never logged."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from jose import jwk
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    private_pem: str
+    public_jwks: str  # a JWK set holding the public half
+
+
+def new_signing_key(kid: str | None = None) -> SigningKey:
+    """A fresh ES256 key pair for platform tokens."""
+    private = ec.generate_private_key(ec.SECP256R1())
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    kid = kid or secrets.token_hex(8)
+    public = jwk.construct(
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode(),
+        "ES256",
+    ).to_dict()
+    public.update(kid=kid, use="sig", alg="ES256")
+    return SigningKey(kid, pem, json.dumps({"keys": [public]}))
+
+
+def new_pepper() -> str:
+    return secrets.token_urlsafe(32)
