@@ -4,26 +4,10 @@ import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
 
-from paraphe_common.migrations import upgrade
-from paraphe_devstack.servers import NatsServer
-from paraphe_petition_catalog.__main__ import MIGRATIONS
-from paraphe_petition_catalog.app import create_app
 from paraphe_petition_catalog.demo import DEMO_PETITIONS, load_demo_petitions
-from paraphe_petition_catalog.settings import PetitionCatalogSettings
 
 Client = TestClient[web.Request, web.Application]
-
-
-@pytest.fixture
-async def catalog(
-    aiohttp_client: AiohttpClient, database_url: str, nats_server: NatsServer
-) -> Client:
-    upgrade(database_url, "catalog", MIGRATIONS)
-    assert await load_demo_petitions(database_url) == len(DEMO_PETITIONS)
-    settings = PetitionCatalogSettings(database_url=database_url, nats_url=nats_server.url)
-    return await aiohttp_client(create_app(settings))
 
 
 async def add_draft(database_url: str) -> str:

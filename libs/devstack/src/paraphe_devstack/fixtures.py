@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from paraphe_devstack.binaries import Binaries, ensure_binaries
+from paraphe_devstack.keys import SigningKey, new_signing_key
 from paraphe_devstack.servers import (
     NatsServer,
     PostgresServer,
@@ -64,3 +65,9 @@ def nats_server(binaries: Binaries, tmp_path: Path) -> Iterator[NatsServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def signing_key() -> SigningKey:
+    """The platform-token key of a test session (auth-gateway signs, the others verify)."""
+    return new_signing_key("test-key")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -39,3 +40,29 @@ def new_signing_key(kid: str | None = None) -> SigningKey:
 
 def new_pepper() -> str:
     return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class DevSecrets:
+    """What a local stack needs that must not be committed, made once per state directory."""
+
+    signing_key: SigningKey
+    pepper: str
+    franceconnect_client_secret: str
+    staff_client_secret: str
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> DevSecrets:
+        if path.exists():
+            stored = json.loads(path.read_text())
+            return cls(
+                SigningKey(**stored["signing_key"]),
+                stored["pepper"],
+                stored["franceconnect_client_secret"],
+                stored["staff_client_secret"],
+            )
+        made = cls(new_signing_key(), new_pepper(), new_pepper(), new_pepper())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(asdict(made)))
+        return made

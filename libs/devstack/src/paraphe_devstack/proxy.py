@@ -41,6 +41,8 @@ def nginx_config(prefix: Path, listen_port: int, services: Mapping[str, int]) ->
         locations.append(
             f"        location {location} {{{extra} proxy_pass http://{upstream_name(service)}; }}"
         )
+    # Service-to-service routes are never reachable from outside.
+    locations.insert(0, "        location /internal/ { return 404; }")
     # Each service's probes and metrics, for people and tests on this machine only: the
     # production Ingress does not expose them.
     for service in services:

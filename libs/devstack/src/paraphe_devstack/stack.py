@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from paraphe_devstack.binaries import Binaries
+from paraphe_devstack.keys import DevSecrets
 from paraphe_devstack.proxy import nginx_config
 from paraphe_devstack.servers import (
     LOCALHOST,
@@ -27,6 +29,14 @@ from paraphe_devstack.servers import (
 )
 
 DATABASE = "paraphe"
+FRANCECONNECT_CLIENT_ID = "paraphe-local"
+STAFF_CLIENT_ID = "paraphe-local-staff"
+# Demo agents of the sandbox and the roles this development stack grants them.
+STAFF_ROLES = {
+    "marie.moderatrice@assemblee.example": ["moderator"],
+    "paul.secretariat@assemblee.example": ["committee-secretariat"],
+    "ines.admin@assemblee.example": ["admin", "moderator"],
+}
 
 
 @dataclass(frozen=True)
@@ -163,16 +173,58 @@ class Stack:
     def database_url(self) -> str:
         return self.postgres.url(DATABASE)
 
+    @property
+    def public_url(self) -> str:
+        return f"http://localhost:{self.ports.proxy}"
+
+    @property
+    def sandbox_url(self) -> str:
+        return f"http://localhost:{self.ports.services['franceconnect-sandbox']}"
+
     def service_env(self, spec: ServiceSpec) -> dict[str, str]:
-        env = dict(os.environ)
+        """Each service's settings; secrets only to the services that hold them."""
+        secrets = DevSecrets.load_or_create(self.state_dir / "secrets.json")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PARAPHE_")}
         env.update(
             PARAPHE_HOST=LOCALHOST,
             PARAPHE_PORT=str(self.ports.services[spec.name]),
             PARAPHE_DATABASE_URL=self.database_url,
             PARAPHE_REDIS_URL=self.redis.url,
             PARAPHE_NATS_URL=self.nats.url,
-            PARAPHE_PUBLIC_URL=f"http://localhost:{self.ports.proxy}",
+            PARAPHE_PUBLIC_URL=self.public_url,
+            PARAPHE_TOKEN_VERIFICATION_KEYS=secrets.signing_key.public_jwks,
         )
+        clients = [
+            {
+                "client_id": client_id,
+                "client_secret": secret,
+                "redirect_uris": [f"{self.public_url}/auth/callback"],
+                "post_logout_redirect_uris": [f"{self.public_url}/auth/logged-out"],
+            }
+            for client_id, secret in (
+                (FRANCECONNECT_CLIENT_ID, secrets.franceconnect_client_secret),
+                (STAFF_CLIENT_ID, secrets.staff_client_secret),
+            )
+        ]
+        if spec.name == "auth-gateway":
+            env.update(
+                PARAPHE_TOKEN_SIGNING_KEY=secrets.signing_key.private_pem,
+                PARAPHE_TOKEN_SIGNING_KEY_ID=secrets.signing_key.kid,
+                PARAPHE_FRANCECONNECT_ISSUER=self.sandbox_url,
+                PARAPHE_FRANCECONNECT_CLIENT_ID=FRANCECONNECT_CLIENT_ID,
+                PARAPHE_FRANCECONNECT_CLIENT_SECRET=secrets.franceconnect_client_secret,
+                PARAPHE_STAFF_ISSUER=f"{self.sandbox_url}/agents",
+                PARAPHE_STAFF_CLIENT_ID=STAFF_CLIENT_ID,
+                PARAPHE_STAFF_CLIENT_SECRET=secrets.staff_client_secret,
+                PARAPHE_STAFF_ROLES=json.dumps(STAFF_ROLES),
+                PARAPHE_SIGNER_PEPPERS=json.dumps({"1": secrets.pepper}),
+                PARAPHE_CATALOG_URL=f"http://{LOCALHOST}:{self.ports.services['petition-catalog']}",
+            )
+        if spec.name == "franceconnect-sandbox":
+            env.update(
+                PARAPHE_SANDBOX_ISSUER=self.sandbox_url,
+                PARAPHE_SANDBOX_CLIENTS=json.dumps(clients),
+            )
         return env
 
     def check_ports(self) -> None:

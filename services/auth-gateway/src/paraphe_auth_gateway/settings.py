@@ -1,5 +1,58 @@
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, HttpUrl, Json, SecretStr
+
 from paraphe_common.settings import RedisSettings, ServiceSettings
+from paraphe_common.tokens import STAFF_ROLES, TokenSigningSettings, TokenVerificationSettings
 
 
-class AuthGatewaySettings(ServiceSettings, RedisSettings):
+def _known_roles(allowlist: dict[str, list[str]]) -> dict[str, list[str]]:
+    unknown = {role for roles in allowlist.values() for role in roles} - STAFF_ROLES
+    if unknown:
+        raise ValueError(f"unknown staff roles {sorted(unknown)}; known: {sorted(STAFF_ROLES)}")
+    return allowlist
+
+
+def _versioned_peppers(peppers: dict[str, SecretStr]) -> dict[str, SecretStr]:
+    if not peppers:
+        raise ValueError("at least one pepper version is required")
+    for version, pepper in peppers.items():
+        if len(pepper.get_secret_value()) < 32:
+            raise ValueError(f"pepper {version} is shorter than 32 characters")
+    return peppers
+
+
+class AuthGatewaySettings(
+    ServiceSettings, RedisSettings, TokenSigningSettings, TokenVerificationSettings
+):
     """Read once from the PARAPHE_* environment at start."""
+
+    # Where browsers reach us: redirect URIs and cookie security derive from it.
+    public_url: HttpUrl
+
+    # FranceConnect (citizens: signers and authors).
+    franceconnect_issuer: HttpUrl
+    franceconnect_client_id: str = Field(min_length=1)
+    franceconnect_client_secret: SecretStr
+    franceconnect_acr_values: str = "eidas1"
+
+    # The identity provider of public agents (staff).
+    staff_issuer: HttpUrl
+    staff_client_id: str = Field(min_length=1)
+    staff_client_secret: SecretStr
+    # {"marie.moderatrice@assemblee.fr": ["moderator"], "<sub>": ["admin"], ...}
+    staff_roles: Annotated[Json[dict[str, list[str]]], AfterValidator(_known_roles)]
+
+    # Versioned secrets from which signer keys and author ids are derived; only this service
+    # holds them. {"1": "...", "2": "..."}; new keys use signer_pepper_version.
+    signer_peppers: Annotated[Json[dict[str, SecretStr]], AfterValidator(_versioned_peppers)]
+    signer_pepper_version: str = "1"
+
+    # Where the catalogue takes authors' identities (an internal URL, not through the proxy).
+    catalog_url: HttpUrl
+
+    signer_token_lifetime: int = Field(default=30 * 60, ge=60)
+    author_token_lifetime: int = Field(default=4 * 3600, ge=60)
+    staff_token_lifetime: int = Field(default=8 * 3600, ge=60)
+    sign_in_timeout: int = Field(default=10 * 60, ge=60)  # state and nonce live this long
+    provider_timeout: float = Field(default=10.0, gt=0)

@@ -5,7 +5,9 @@ import jinja2
 from aiohttp import web
 
 from paraphe_common.app import create_service_app
+from paraphe_common.auth import TOKEN_VERIFIER
 from paraphe_common.resources import nats_connection, postgres
+from paraphe_common.tokens import TokenVerifier
 from paraphe_petition_catalog.dates import date_fr
 from paraphe_petition_catalog.routes import setup_routes
 from paraphe_petition_catalog.settings import PetitionCatalogSettings
@@ -21,6 +23,7 @@ def create_app(settings: PetitionCatalogSettings) -> web.Application:
         SERVICE, settings, [postgres(settings), nats_connection(settings, name=SERVICE)]
     )
     app[SETTINGS] = settings
+    app[TOKEN_VERIFIER] = TokenVerifier.from_settings(settings)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(TEMPLATES),

@@ -6,10 +6,13 @@ import uuid
 
 import aiohttp_jinja2
 from aiohttp import web
+from pydantic import ValidationError
 
+from paraphe_common.auth import authenticate
 from paraphe_common.problems import Problem
 from paraphe_common.resources import POSTGRES
-from paraphe_petition_catalog import store
+from paraphe_common.tokens import SERVICE
+from paraphe_petition_catalog import authors, store
 
 MAX_PER_PAGE = 100
 
@@ -75,3 +78,27 @@ async def petition_page(request: web.Request) -> dict[str, object]:
     if petition is None:
         raise Problem(404, "Cette pétition n'existe pas.", kind="petition-not-found")
     return {"petition": petition}
+
+
+async def put_author(request: web.Request) -> web.Response:
+    """auth-gateway hands over an author's identity after a FranceConnect sign-in."""
+    caller = authenticate(request, SERVICE)
+    if caller.subject != "auth-gateway":
+        raise Problem(403, "Seul le service d'authentification dépose des identités.")
+    author_id = request.match_info["author_id"]
+    if not authors.AUTHOR_ID.match(author_id):
+        raise Problem(404, "Auteur inconnu.", kind="author-not-found")
+    try:
+        identity = authors.AuthorIdentity.model_validate_json(await request.read())
+    except ValidationError as exc:
+        raise Problem(
+            422,
+            "Identité d'auteur invalide.",
+            kind="invalid-body",
+            invalid_params=[
+                {"name": ".".join(str(p) for p in error["loc"]), "reason": error["msg"]}
+                for error in exc.errors(include_input=False, include_url=False)
+            ],
+        ) from None
+    await authors.record_author(request.app[POSTGRES], author_id, identity)
+    return web.Response(status=204)
