@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from paraphe_devstack.keys import SigningKey
 from paraphe_devstack.servers import NatsServer, RedisServer, free_port, port_answers
 
 SLOW_SERVICE = Path(__file__).with_name("slow_service.py")
@@ -101,13 +102,14 @@ def test_invalid_setting_ends_with_one_line_naming_it() -> None:
     assert_one_clear_line(done, "PARAPHE_PORT is invalid")
 
 
-def test_unreachable_database_at_start_ends_with_one_line() -> None:
+def test_unreachable_database_at_start_ends_with_one_line(signing_key: SigningKey) -> None:
     port = free_port()
     done = run_service(
         "paraphe_moderation",
         database_url=f"postgresql://paraphe:s3cret@127.0.0.1:{port}/paraphe",
         nats_url="nats://127.0.0.1:1",
         database_connect_timeout="2",
+        token_verification_keys=signing_key.public_jwks,
     )
     assert done.returncode == 1
     assert_one_clear_line(
@@ -137,23 +139,23 @@ def test_migrating_an_unreachable_database_ends_with_one_line() -> None:
     assert_one_clear_line(done, "cannot migrate:", f"PostgreSQL at 127.0.0.1:{port}")
 
 
-@pytest.mark.parametrize(
-    ("module", "needs"),
-    [
-        ("paraphe_auth_gateway", {"redis"}),
-        ("paraphe_signature_intake", {"redis", "nats"}),
-        ("paraphe_franceconnect_sandbox", set()),
-    ],
-)
+@pytest.mark.parametrize("module", ["paraphe_signature_intake", "paraphe_moderation"])
 def test_a_real_service_stops_cleanly_on_sigterm(
-    module: str, needs: set[str], redis_server: RedisServer, nats_server: NatsServer
+    module: str,
+    redis_server: RedisServer,
+    nats_server: NatsServer,
+    database_url: str,
+    signing_key: SigningKey,
 ) -> None:
     port = free_port()
-    settings = {"port": str(port), "host": "127.0.0.1"}
-    if "redis" in needs:
-        settings["redis_url"] = redis_server.url
-    if "nats" in needs:
-        settings["nats_url"] = nats_server.url
+    settings = {
+        "port": str(port),
+        "host": "127.0.0.1",
+        "redis_url": redis_server.url,
+        "nats_url": nats_server.url,
+        "database_url": database_url,
+        "token_verification_keys": signing_key.public_jwks,
+    }
     with service_process([sys.executable, "-m", module], service_env(**settings)) as process:
         wait_for_port(port, process)
         assert get_json(f"http://127.0.0.1:{port}/readyz")[0] == 200
@@ -161,3 +163,16 @@ def test_a_real_service_stops_cleanly_on_sigterm(
         assert process.wait(timeout=30) == 0
         _, stderr = process.communicate()
     assert stderr == b""
+
+
+def test_an_unmigrated_database_ends_with_one_line_saying_so(
+    database_url: str, nats_server: NatsServer, signing_key: SigningKey
+) -> None:
+    done = run_service(
+        "paraphe_petition_catalog",
+        database_url=database_url,
+        nats_url=nats_server.url,
+        token_verification_keys=signing_key.public_jwks,
+    )
+    assert done.returncode == 1
+    assert_one_clear_line(done, "not migrated", "paraphe-petition-catalog migrate")

@@ -95,3 +95,15 @@ async def test_demo_petitions_are_loaded_only_into_an_empty_catalogue(
 ) -> None:
     assert await load_demo_petitions(database_url) == 0
     assert (await (await catalog.get("/api/petitions")).json())["total"] == 3
+
+
+async def test_every_petition_state_is_published_at_start(catalog: Client) -> None:
+    from paraphe_common.petition_states import PetitionState
+    from paraphe_petition_catalog.states import BUCKET
+
+    listed = (await (await catalog.get("/api/petitions")).json())["items"]
+    bucket = catalog.app[BUCKET]
+    for item in listed:
+        state = PetitionState.decode((await bucket.get(item["id"])).value or b"")
+        assert state.status == "published"
+        assert state.is_open(now=0)

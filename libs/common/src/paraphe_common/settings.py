@@ -54,6 +54,8 @@ class NatsSettings(BaseSettings):
 
     nats_url: SecretStr
     nats_connect_timeout: float = Field(default=2.0, gt=0)
+    # 1 on a single server; 3 on the production cluster.
+    nats_stream_replicas: int = Field(default=1, ge=1, le=5)
 
 
 S = TypeVar("S", bound=BaseSettings)

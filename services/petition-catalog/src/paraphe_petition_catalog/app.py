@@ -11,6 +11,7 @@ from paraphe_common.tokens import TokenVerifier
 from paraphe_petition_catalog.dates import date_fr
 from paraphe_petition_catalog.routes import setup_routes
 from paraphe_petition_catalog.settings import PetitionCatalogSettings
+from paraphe_petition_catalog.states import petition_states_publisher
 
 SERVICE = "petition-catalog"
 SETTINGS = web.AppKey("settings", PetitionCatalogSettings)
@@ -20,7 +21,13 @@ STATIC = Path(__file__).parent / "static"
 
 def create_app(settings: PetitionCatalogSettings) -> web.Application:
     app = create_service_app(
-        SERVICE, settings, [postgres(settings), nats_connection(settings, name=SERVICE)]
+        SERVICE,
+        settings,
+        [
+            postgres(settings),
+            nats_connection(settings, name=SERVICE),
+            petition_states_publisher(settings.nats_stream_replicas),
+        ],
     )
     app[SETTINGS] = settings
     app[TOKEN_VERIFIER] = TokenVerifier.from_settings(settings)

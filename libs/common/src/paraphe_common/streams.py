@@ -1,0 +1,101 @@
+"""The JetStream streams and the key-value bucket paraphe's services share, defined once.
+
+- SIGNATURES (``signatures.<petition>``): one message per accepted signature, its
+  ``Nats-Msg-Id`` and body the dedupe key (64 hex characters). A work queue: a message leaves
+  the stream once the counter has stored it. The dedupe window covers an intake retry.
+- PETITION_EVENTS (``petitions.events.<kind>``): lifecycle, threshold and decision events.
+- PETITIONS (key-value): each petition's current state, the view intake and counter keep.
+
+Each service that publishes or consumes makes sure the stream exists at start (creation is
+idempotent), so no start order is required between services.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError
+from nats.js.kv import KeyValue
+
+log = logging.getLogger(__name__)
+
+SIGNATURES: Final = "SIGNATURES"
+SIGNATURE_SUBJECTS: Final = "signatures.>"
+COUNTER_CONSUMER: Final = "counter"
+# At least two minutes, so a retried publish after an intake crash is recognised.
+SIGNATURE_DEDUPE_WINDOW_SECONDS: Final = 180.0
+
+PETITION_EVENTS: Final = "PETITION_EVENTS"
+PETITION_EVENT_SUBJECTS: Final = "petitions.events.>"
+PETITION_EVENTS_MAX_AGE_SECONDS: Final = 90 * 24 * 3600.0
+
+PETITIONS_BUCKET: Final = "PETITIONS"
+
+
+def signature_subject(petition_id: str) -> str:
+    return f"signatures.{petition_id}"
+
+
+def petition_event_subject(kind: str) -> str:
+    return f"petitions.events.{kind}"
+
+
+async def _ensure_stream(jetstream: JetStreamContext, config: StreamConfig) -> None:
+    try:
+        await jetstream.add_stream(config)
+    except BadRequestError:
+        # It exists with another configuration (more replicas, a longer window): converge.
+        log.info("updating the configuration of stream %s", config.name)
+        await jetstream.update_stream(config)
+
+
+async def ensure_signatures_stream(jetstream: JetStreamContext, replicas: int = 1) -> None:
+    await _ensure_stream(
+        jetstream,
+        StreamConfig(
+            name=SIGNATURES,
+            subjects=[SIGNATURE_SUBJECTS],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            duplicate_window=SIGNATURE_DEDUPE_WINDOW_SECONDS,
+            num_replicas=replicas,
+            discard=DiscardPolicy.OLD,
+            max_msg_size=1024,
+        ),
+    )
+
+
+async def ensure_petition_events_stream(jetstream: JetStreamContext, replicas: int = 1) -> None:
+    await _ensure_stream(
+        jetstream,
+        StreamConfig(
+            name=PETITION_EVENTS,
+            subjects=[PETITION_EVENT_SUBJECTS],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=PETITION_EVENTS_MAX_AGE_SECONDS,
+            duplicate_window=SIGNATURE_DEDUPE_WINDOW_SECONDS,
+            num_replicas=replicas,
+        ),
+    )
+
+
+async def petitions_bucket(jetstream: JetStreamContext, replicas: int = 1) -> KeyValue:
+    """The key-value bucket of petition states, created if missing."""
+    return await jetstream.create_key_value(
+        KeyValueConfig(
+            bucket=PETITIONS_BUCKET,
+            history=1,
+            storage=StorageType.FILE,
+            replicas=replicas,
+        )
+    )
