@@ -45,7 +45,7 @@ def test_each_service_answers_its_probes_through_the_proxy(stack: Stack, service
     status, _, body = fetch(stack, f"/_/{service}/readyz")
     assert status == 200, body
     needs = next(spec.needs for spec in SERVICES if spec.name == service)
-    assert json.loads(body)["dependencies"] == sorted(needs)
+    assert set(needs) <= set(json.loads(body)["dependencies"])
     status, content_type, metrics = fetch(stack, f"/_/{service}/metrics")
     assert status == 200
     assert content_type.startswith("text/plain")

@@ -118,13 +118,16 @@ def test_unreachable_database_at_start_ends_with_one_line(signing_key: SigningKe
     assert "s3cret" not in done.stderr + done.stdout
 
 
-def test_unreachable_nats_at_start_ends_with_one_line(redis_server: RedisServer) -> None:
+def test_unreachable_nats_at_start_ends_with_one_line(
+    redis_server: RedisServer, signing_key: SigningKey
+) -> None:
     port = free_port()
     done = run_service(
         "paraphe_signature_intake",
         redis_url=redis_server.url,
         nats_url=f"nats://127.0.0.1:{port}",
         nats_connect_timeout="1",
+        token_verification_keys=signing_key.public_jwks,
     )
     assert done.returncode == 1
     assert_one_clear_line(done, f"NATS at 127.0.0.1:{port} is unreachable")

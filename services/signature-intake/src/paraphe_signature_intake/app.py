@@ -1,7 +1,12 @@
 from aiohttp import web
 
 from paraphe_common.app import create_service_app
+from paraphe_common.auth import TOKEN_VERIFIER
+from paraphe_common.petition_states import petition_states
 from paraphe_common.resources import nats_connection, redis
+from paraphe_common.tokens import TokenVerifier
+from paraphe_signature_intake.context import intake_context
+from paraphe_signature_intake.routes import setup_routes
 from paraphe_signature_intake.settings import SignatureIntakeSettings
 
 SERVICE = "signature-intake"
@@ -10,7 +15,16 @@ SETTINGS = web.AppKey("settings", SignatureIntakeSettings)
 
 def create_app(settings: SignatureIntakeSettings) -> web.Application:
     app = create_service_app(
-        SERVICE, settings, [redis(settings), nats_connection(settings, name=SERVICE)]
+        SERVICE,
+        settings,
+        [
+            redis(settings),
+            nats_connection(settings, name=SERVICE),
+            petition_states(settings.nats_stream_replicas),
+            intake_context(settings),
+        ],
     )
     app[SETTINGS] = settings
+    app[TOKEN_VERIFIER] = TokenVerifier.from_settings(settings)
+    setup_routes(app)
     return app

@@ -1,0 +1,68 @@
+"""The intake of one process: its clients, its limits and its metrics, built at start."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter
+
+from paraphe_common.metrics import METRICS
+from paraphe_common.resources import JETSTREAM, REDIS, CleanupContext
+from paraphe_common.streams import ensure_signatures_stream
+from paraphe_signature_intake.limits import SignerRateLimit
+from paraphe_signature_intake.settings import SignatureIntakeSettings
+from paraphe_signature_intake.signatures import Intake, Outcome
+
+
+class IntakeMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.outcomes = Counter(
+            "signature_intake_signatures",
+            "Signature requests answered, by outcome (accepted, already-signed).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.refused = Counter(
+            "signature_intake_refusals",
+            "Signature requests refused before an outcome, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        for outcome in Outcome:
+            self.outcomes.labels(outcome.value)
+
+
+@dataclass
+class IntakeContext:
+    core: Intake
+    limit: SignerRateLimit
+    metrics: IntakeMetrics
+
+    async def accept(self, petition_id: str, key: str) -> Outcome:
+        return await self.core.accept(petition_id, key)
+
+    async def has_signed(self, petition_id: str, key: str) -> bool:
+        return await self.core.has_signed(petition_id, key)
+
+
+INTAKE = web.AppKey("intake", IntakeContext)
+
+
+def intake_context(settings: SignatureIntakeSettings) -> CleanupContext:
+    async def intake(app: web.Application) -> AsyncIterator[None]:
+        await ensure_signatures_stream(app[JETSTREAM], settings.nats_stream_replicas)
+        app[INTAKE] = IntakeContext(
+            core=Intake(
+                app[REDIS],
+                app[JETSTREAM],
+                pending_ttl=settings.pending_ttl,
+                publish_timeout=settings.publish_timeout,
+            ),
+            limit=SignerRateLimit(settings.signer_attempts_per_minute),
+            metrics=IntakeMetrics(app[METRICS]),
+        )
+        yield
+
+    return intake

@@ -1,0 +1,77 @@
+"""Sign a petition; ask whether one has signed. Thin: the rules live in signatures.py."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from paraphe_common.auth import authenticate
+from paraphe_common.petition_states import PETITION_STATES
+from paraphe_common.problems import Problem
+from paraphe_common.tokens import SIGNER
+from paraphe_signature_intake.context import INTAKE
+from paraphe_signature_intake.signatures import JetStreamUnavailable, Outcome, dedupe_key
+
+
+def _open_petition(request: web.Request) -> str:
+    petition_id = request.match_info["petition_id"]
+    state = request.app[PETITION_STATES].get(petition_id)
+    if state is None:
+        raise Problem(404, "Cette pétition n'existe pas.", kind="petition-not-found")
+    if not state.is_open(time.time()):
+        raise Problem(
+            409,
+            "Cette pétition n'est pas ouverte à la signature.",
+            kind="petition-not-open",
+            petition_status="closed" if state.status == "published" else state.status,
+        )
+    return petition_id
+
+
+async def sign(request: web.Request) -> web.Response:
+    intake = request.app[INTAKE]
+    claims = authenticate(request, SIGNER)
+    petition_id = _open_petition(request)
+    wait = intake.limit.retry_after(claims.subject)
+    if wait:
+        intake.metrics.refused.labels("rate-limited").inc()
+        raise Problem(
+            429,
+            "Trop de tentatives de signature : merci de patienter un instant.",
+            kind="rate-limited",
+            headers={"Retry-After": str(wait)},
+        )
+    try:
+        outcome = await intake.accept(petition_id, dedupe_key(claims.subject, petition_id))
+    except JetStreamUnavailable:
+        intake.metrics.refused.labels("jetstream-unavailable").inc()
+        raise Problem(
+            503,
+            "Votre signature n'a pas pu être enregistrée : merci de réessayer dans un instant.",
+            kind="signature-not-recorded",
+            headers={"Retry-After": "2"},
+        ) from None
+    intake.metrics.outcomes.labels(outcome.value).inc()
+    body = {"petition_id": petition_id, "status": outcome.value}
+    if outcome is Outcome.ALREADY_SIGNED:
+        return web.json_response(body, status=200)
+    return web.json_response(body, status=202)
+
+
+async def my_signature(request: web.Request) -> web.Response:
+    intake = request.app[INTAKE]
+    claims = authenticate(request, SIGNER)
+    petition_id = request.match_info["petition_id"]
+    if request.app[PETITION_STATES].get(petition_id) is None:
+        raise Problem(404, "Cette pétition n'existe pas.", kind="petition-not-found")
+    try:
+        signed = await intake.has_signed(petition_id, dedupe_key(claims.subject, petition_id))
+    except (RedisError, OSError) as exc:
+        raise Problem(
+            503, "Impossible de le vérifier pour le moment.", headers={"Retry-After": "2"}
+        ) from exc
+    return web.json_response(
+        {"petition_id": petition_id, "signed": signed}, headers={"Cache-Control": "no-store"}
+    )

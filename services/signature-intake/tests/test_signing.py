@@ -1,0 +1,190 @@
+"""Signing through intake: one signature per person and petition, whatever happens."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import pytest
+import redis.asyncio as aioredis
+
+from paraphe_common.tokens import AUTHOR, TokenIssuer
+from paraphe_devstack.checks import assert_probes_answer
+from paraphe_devstack.keys import SigningKey, new_signing_key
+from paraphe_devstack.servers import NatsServer, RedisServer
+from paraphe_signature_intake.signatures import PENDING, dedupe_key, mark_key
+
+if TYPE_CHECKING:
+    from conftest import IntakeUnderTest
+
+
+async def test_boots_and_answers_its_probes(intake: IntakeUnderTest, open_petition: str) -> None:
+    await assert_probes_answer(intake.client, ["nats", "petition-states", "redis"])
+
+
+async def test_a_first_signature_is_accepted_and_a_repeat_is_already_signed(
+    intake: IntakeUnderTest, open_petition: str
+) -> None:
+    assert await intake.sign(open_petition, "signer-1") == (
+        202,
+        {"petition_id": open_petition, "status": "accepted"},
+    )
+    repeats = [await intake.sign(open_petition, "signer-1") for _ in range(3)]
+    assert repeats == [(200, {"petition_id": open_petition, "status": "already-signed"})] * 3
+    assert await intake.stored_signatures() == 1
+
+
+async def test_the_signer_can_ask_whether_they_signed(
+    intake: IntakeUnderTest, open_petition: str
+) -> None:
+    headers = {"Authorization": f"Bearer {intake.signer_token('signer-me')}"}
+    url = f"/api/petitions/{open_petition}/signatures/me"
+    assert (await (await intake.client.get(url, headers=headers)).json())["signed"] is False
+    await intake.sign(open_petition, "signer-me")
+    assert (await (await intake.client.get(url, headers=headers)).json())["signed"] is True
+
+
+async def test_200_concurrent_attempts_by_one_signer_record_one_signature(
+    intake: IntakeUnderTest, open_petition: str
+) -> None:
+    answers = await asyncio.gather(*(intake.sign(open_petition, "eager") for _ in range(200)))
+    assert {status for status, _ in answers} <= {200, 202}
+    assert any(status == 202 for status, _ in answers)
+    assert await intake.stored_signatures() == 1
+
+
+async def test_distinct_signers_are_each_recorded(
+    intake: IntakeUnderTest, open_petition: str
+) -> None:
+    answers = await asyncio.gather(*(intake.sign(open_petition, f"signer-{n}") for n in range(100)))
+    assert [status for status, _ in answers] == [202] * 100
+    assert await intake.stored_signatures() == 100
+
+
+@pytest.mark.parametrize(
+    ("petition", "status", "kind"),
+    [
+        ("unknown", 404, "petition-not-found"),
+        ("closed", 409, "petition-not-open"),
+        ("hidden", 409, "petition-not-open"),
+        ("past its deadline", 409, "petition-not-open"),
+        ("submitted", 409, "petition-not-open"),
+    ],
+)
+async def test_only_open_petitions_take_signatures(
+    intake: IntakeUnderTest, petitions: dict[str, str], petition: str, status: int, kind: str
+) -> None:
+    answer_status, body = await intake.sign(petitions[petition], "signer-x")
+    assert answer_status == status
+    assert body["type"] == f"urn:paraphe:problem:{kind}"
+    assert await intake.stored_signatures() == 0
+
+
+async def test_signing_without_a_signer_token_is_401(
+    intake: IntakeUnderTest, signing_key: SigningKey, open_petition: str
+) -> None:
+    url = f"/api/petitions/{open_petition}/signatures"
+    author = TokenIssuer(signing_key.private_pem, signing_key.kid).issue(AUTHOR, "a" * 64, 60)
+    forged = TokenIssuer(new_signing_key(signing_key.kid).private_pem, signing_key.kid)
+    for headers in (
+        {},
+        {"Authorization": f"Bearer {author}"},
+        {"Authorization": f"Bearer {forged.issue('paraphe:signer', 's', 60)}"},
+    ):
+        response = await intake.client.post(url, headers=headers)
+        assert response.status == 401
+        assert response.content_type == "application/problem+json"
+    assert await intake.stored_signatures() == 0
+
+
+async def test_the_signer_cookie_works_like_the_bearer_token(
+    intake: IntakeUnderTest, open_petition: str
+) -> None:
+    response = await intake.client.post(
+        f"/api/petitions/{open_petition}/signatures",
+        cookies={"paraphe_signer": intake.signer_token("cookie-signer")},
+    )
+    assert response.status == 202
+
+
+async def test_too_many_attempts_by_one_signer_are_429_with_retry_after(
+    intake: IntakeUnderTest, open_petition: str
+) -> None:
+    from paraphe_signature_intake.context import INTAKE
+    from paraphe_signature_intake.limits import SignerRateLimit
+
+    intake.client.app[INTAKE].limit = SignerRateLimit(3)
+    statuses = [(await intake.sign(open_petition, "hasty"))[0] for _ in range(4)]
+    assert statuses == [202, 200, 200, 429]
+    response = await intake.client.post(
+        f"/api/petitions/{open_petition}/signatures",
+        headers={"Authorization": f"Bearer {intake.signer_token('hasty')}"},
+    )
+    assert int(response.headers["Retry-After"]) >= 1
+
+
+async def test_without_jetstream_the_answer_is_503_and_a_retry_succeeds(
+    intake: IntakeUnderTest, nats_server: NatsServer, open_petition: str
+) -> None:
+    nats_server.stop()
+    status, body = await intake.sign(open_petition, "patient")
+    assert status == 503
+    assert body["type"] == "urn:paraphe:problem:signature-not-recorded"
+    nats_server.start()
+    for _ in range(100):
+        status, _ = await intake.sign(open_petition, "patient")
+        if status != 503:
+            break
+        await asyncio.sleep(0.1)
+    assert status == 202
+    assert await intake.stored_signatures() == 1
+
+
+async def test_signing_goes_on_while_redis_is_down(
+    intake: IntakeUnderTest, redis_server: RedisServer, open_petition: str
+) -> None:
+    redis_server.stop()
+    assert (await intake.sign(open_petition, "during-outage"))[0] == 202
+    # Without Redis a repeat within JetStream's window is still recognised.
+    assert (await intake.sign(open_petition, "during-outage"))[0] in {200, 202}
+    assert await intake.stored_signatures() == 1
+
+
+async def test_after_redis_is_flushed_a_repeat_is_still_already_signed(
+    intake: IntakeUnderTest, redis_server: RedisServer, open_petition: str
+) -> None:
+    assert (await intake.sign(open_petition, "remembered"))[0] == 202
+    client = aioredis.from_url(redis_server.url)
+    await client.flushall()
+    await client.aclose()
+    assert await intake.sign(open_petition, "remembered") == (
+        200,
+        {"petition_id": open_petition, "status": "already-signed"},
+    )
+    assert await intake.stored_signatures() == 1
+
+
+@pytest.mark.parametrize("published_before_the_crash", [True, False])
+async def test_a_retry_after_a_crash_between_mark_and_ack_records_one_signature(
+    intake: IntakeUnderTest,
+    redis_server: RedisServer,
+    published_before_the_crash: bool,
+    open_petition: str,
+) -> None:
+    # What a killed intake leaves: the pending mark, with or without the message in JetStream.
+    key = dedupe_key("crashed", open_petition)
+    client = aioredis.from_url(redis_server.url)
+    await client.set(mark_key(open_petition, key), PENDING, ex=60)
+    await client.aclose()
+    if published_before_the_crash:
+        await intake.jetstream.publish(
+            f"signatures.{open_petition}", key.encode(), headers={"Nats-Msg-Id": key}
+        )
+    assert (await intake.sign(open_petition, "crashed"))[0] == 202
+    assert (await intake.sign(open_petition, "crashed"))[0] == 200
+    assert await intake.stored_signatures() == 1
+
+
+def test_dedupe_keys_of_one_signer_differ_between_petitions(petitions: dict[str, str]) -> None:
+    assert dedupe_key("signer", petitions["open"]) != dedupe_key("signer", petitions["closed"])
+    assert len(dedupe_key("signer", petitions["open"])) == 64
