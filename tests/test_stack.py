@@ -4,7 +4,6 @@ import json
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,18 +13,6 @@ from paraphe_devstack.servers import remove_tree
 from paraphe_devstack.stack import SERVICES, Stack, StackPorts
 
 pytestmark = pytest.mark.stack
-
-
-@pytest.fixture(scope="module")
-def stack(binaries: Binaries) -> Iterator[Stack]:
-    # Not under pytest's tmp_path: PostgreSQL runs as its own account and must reach its data.
-    state_dir = Path(tempfile.mkdtemp(prefix="paraphe-test-stack-"))
-    state_dir.chmod(0o755)
-    stack = Stack(state_dir, StackPorts.free(), binaries, durable=False)
-    stack.start()
-    yield stack
-    stack.stop()
-    remove_tree(state_dir)
 
 
 def fetch(stack: Stack, path: str, accept: str = "application/json") -> tuple[int, str, str]:

@@ -1,0 +1,202 @@
+"""FranceConnect sign-in through the whole stack: the proxy, auth-gateway, the sandbox,
+the catalogue and moderation, with real redirects and cookies."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import subprocess
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+
+from paraphe_devstack.browser import Browser
+from paraphe_devstack.stack import FRANCECONNECT_CLIENT_ID, Stack
+
+pytestmark = pytest.mark.stack
+
+SIGNER_COOKIE = "paraphe_signer"
+
+
+@pytest.fixture
+async def browser(stack: Stack) -> AsyncIterator[Browser]:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        yield Browser(session, stack.public_url)
+
+
+def fc_subject(identity: str) -> str:
+    """The pairwise sub FranceConnect (here, its sandbox) gives our client for a person."""
+    return hashlib.sha256(f"{FRANCECONNECT_CLIENT_ID}:{identity}".encode()).hexdigest()
+
+
+async def open_petition(browser: Browser) -> str:
+    async with browser.session.get(f"{browser.gateway}/api/petitions") as response:
+        return str((await response.json())["items"][0]["id"])
+
+
+async def test_an_adult_signs_in_then_signs_a_petition(browser: Browser) -> None:
+    petition = await open_petition(browser)
+    answer, _ = await browser.sign_in(f"flow=sign&petition={petition}&login_hint=jean-martin")
+    assert answer.status == 302
+    assert answer.headers["Location"] == f"/petitions/{petition}"
+    assert browser.cookie(SIGNER_COOKIE)
+    async with browser.session.post(
+        f"{browser.gateway}/api/petitions/{petition}/signatures"
+    ) as signed:
+        assert signed.status == 202
+
+
+@pytest.mark.parametrize("minor", ["lea-petit", "majeur-demain"])
+async def test_a_minor_is_refused_with_a_clear_page_and_receives_nothing(
+    browser: Browser, minor: str
+) -> None:
+    login = await browser.get(f"{browser.gateway}/auth/login?flow=sign&login_hint={minor}")
+    at_sandbox = await browser.get(login.headers["Location"])
+    async with browser.session.get(
+        at_sandbox.headers["Location"], allow_redirects=False, headers={"Accept": "text/html"}
+    ) as page:
+        assert page.status == 403
+        assert "réservé aux personnes majeures" in await page.text()
+    assert browser.cookie(SIGNER_COOKIE) is None
+
+
+async def test_someone_turning_18_today_may_sign(browser: Browser) -> None:
+    answer, _ = await browser.sign_in("flow=sign&login_hint=majeur-aujourdhui")
+    assert answer.status == 302
+    assert browser.cookie(SIGNER_COOKIE)
+
+
+async def test_an_author_signs_in_and_the_catalogue_receives_the_identity(
+    browser: Browser, stack: Stack
+) -> None:
+    answer, _ = await browser.sign_in("flow=author&login_hint=camille-durand")
+    assert answer.status == 302
+    assert browser.cookie("paraphe_author")
+    rows = stack.postgres.psql(
+        "SELECT given_names || '|' || family_name || '|' || birthdate || '|' || email"
+        " FROM catalog.authors WHERE email = 'camille.durand@example.org'",
+        database="paraphe",
+    )
+    assert rows == "Camille|Durand|1985-03-14|camille.durand@example.org"
+
+
+@pytest.mark.parametrize(
+    ("agent", "roles"),
+    [
+        ("marie-moderatrice", ["moderator"]),
+        ("paul-secretariat", ["committee-secretariat"]),
+        ("ines-admin", ["admin", "moderator"]),
+    ],
+)
+async def test_a_staff_member_gets_the_role_configured_for_them(
+    browser: Browser, agent: str, roles: list[str]
+) -> None:
+    answer, _ = await browser.sign_in(f"flow=staff&login_hint={agent}")
+    assert answer.status == 302
+    async with browser.session.get(f"{browser.gateway}/api/moderation/me") as me:
+        assert me.status == 200
+        assert (await me.json())["roles"] == roles
+
+
+async def test_an_agent_without_a_configured_role_is_refused(browser: Browser) -> None:
+    answer, _ = await browser.sign_in("flow=staff&login_hint=hugo-sans-role")
+    assert answer.status == 403
+    async with browser.session.get(f"{browser.gateway}/api/moderation/me") as me:
+        assert me.status == 401
+
+
+async def test_a_signer_cannot_use_the_staff_api(browser: Browser) -> None:
+    await browser.sign_in("flow=sign&login_hint=jean-martin")
+    async with browser.session.get(f"{browser.gateway}/api/moderation/me") as me:
+        assert me.status == 401
+
+
+async def test_logout_ends_the_franceconnect_session_too(browser: Browser, stack: Stack) -> None:
+    await browser.sign_in("flow=sign&login_hint=jean-martin")
+    logout = await browser.get(f"{browser.gateway}/auth/logout?return_to=/petitions")
+    assert logout.status == 302
+    end_session = logout.headers["Location"]
+    assert end_session.startswith(f"{stack.sandbox_url}/api/v2/session/end?")
+    assert "id_token_hint=" in end_session
+    assert "post_logout_redirect_uri=" in end_session
+    back = await browser.get(end_session)
+    assert back.headers["Location"].startswith(f"{stack.public_url}/auth/logged-out?state=")
+    home = await browser.get(back.headers["Location"])
+    assert home.headers["Location"] == "/petitions"
+    assert browser.cookie(SIGNER_COOKIE) is None
+
+
+async def redis_contents(url: str) -> str:
+    client = aioredis.from_url(url)
+    found: list[str] = []
+    try:
+        async for key in client.scan_iter(count=1000):
+            found.append(repr(key))
+            kind = (await client.type(key)).decode()  # type: ignore[union-attr]
+            if kind == "string":
+                found.append(repr(await client.get(key)))
+            elif kind == "hash":
+                found.append(repr(await client.hgetall(key)))
+            elif kind in {"list", "set", "zset"}:
+                found.append(repr(await client.dump(key)))
+            elif kind == "stream":
+                found.append(repr(await client.xrange(key)))
+    finally:
+        await client.aclose()
+    return "\n".join(found)
+
+
+async def test_after_signing_nothing_personal_remains_anywhere(
+    browser: Browser, stack: Stack
+) -> None:
+    petition = await open_petition(browser)
+    answer, _ = await browser.sign_in(f"flow=sign&login_hint=amina-benali&petition={petition}")
+    assert answer.status == 302
+    async with browser.session.post(
+        f"{browser.gateway}/api/petitions/{petition}/signatures"
+    ) as signed:
+        assert signed.status == 202
+    needles = ["Amina", "Benali", "2001-07-21", "amina.benali", fc_subject("amina-benali")]
+
+    token = browser.cookie(SIGNER_COOKIE) or ""
+    payload = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    assert set(payload) == {"iss", "aud", "sub", "iat", "exp", "jti", "pv"}
+
+    database = subprocess.run(
+        [
+            str(stack.binaries.postgres_bin / "pg_dump"),
+            "--data-only",
+            "-h", "127.0.0.1", "-p", str(stack.ports.postgres), "-U", "postgres",
+            "paraphe",
+        ],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    logs = "\n".join(
+        path.read_text(errors="replace") for path in (stack.state_dir / "logs").glob("*.log")
+    )
+    jetstream_files = b"".join(
+        path.read_bytes() for path in (stack.state_dir / "nats").rglob("*") if path.is_file()
+    ).decode(errors="replace")
+    metrics = ""
+    for service in stack.services:
+        async with browser.session.get(f"{browser.gateway}/_/{service}/metrics") as response:
+            metrics += await response.text()
+    places = {
+        "redis": await redis_contents(stack.redis.url),
+        "postgresql": database,
+        "logs": logs,
+        "jetstream": jetstream_files,
+        "metrics": metrics,
+        "signer token": json.dumps(payload),
+    }
+    # Positive controls: each search reads real content (the demo author's published name).
+    assert "Camille" in database
+    assert '"route": "/api/petitions/{petition_id}/signatures"' in logs
+    assert "signature_intake_signatures_total" in metrics
+    leaks = {
+        (place, needle) for place, text in places.items() for needle in needles if needle in text
+    }
+    assert leaks == set()
