@@ -15,9 +15,9 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 # The packages of a project with a typed shared library: checked one by one, so that tests of
 # different services may share file names.
-TYPED := libs/common libs/devstack $(wildcard services/*) tests
+TYPED := libs/common libs/devstack $(wildcard services/*) tests bench
 
-.PHONY: help install run stop test lint format typecheck pytest clean
+.PHONY: help install run stop test lint format typecheck pytest bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ pytest: install ## the test suite only
 	$(BIN)/pytest
 
 test: lint typecheck pytest ## everything CI runs
+
+bench: install ## benchmarks (not tests): print tables, write bench/results/*.json
+	$(BIN)/python bench/tokens.py
 
 clean: ## remove the environment and the local stack's state
 	rm -rf $(VENV) $(TOOLS) .paraphe .mypy_cache .ruff_cache .pytest_cache
