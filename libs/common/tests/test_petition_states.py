@@ -80,3 +80,25 @@ def test_a_published_petition_closes_at_its_deadline() -> None:
     assert state.is_open(999.9)
     assert not state.is_open(1000.0)
     assert PetitionState.decode(state.encode()) == state
+
+
+async def test_the_view_follows_again_after_the_nats_server_restarts(
+    aiohttp_client: AiohttpClient, nats_server: NatsServer
+) -> None:
+    client = await start(aiohttp_client, nats_server)
+    states = client.app[PETITION_STATES]
+    bucket = await petitions_bucket(client.app[JETSTREAM])
+    await publish_state(bucket, "before", OPEN)
+    await publish_state(bucket, "deleted-while-away", OPEN)
+    assert await until(lambda: states.is_open("deleted-while-away"))
+
+    nats_server.stop()
+    nats_server.start()
+    writer = await start(aiohttp_client, nats_server)
+    bucket = await petitions_bucket(writer.app[JETSTREAM])
+    await publish_state(bucket, "after", OPEN)
+    await bucket.delete("deleted-while-away")
+
+    assert await until(lambda: states.is_open("after"), within=15)
+    assert await until(lambda: states.get("deleted-while-away") is None)
+    assert states.is_open("before")

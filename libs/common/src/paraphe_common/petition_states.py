@@ -12,21 +12,24 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Final
 
+import nats.errors
 from aiohttp import web
+from nats.aio.client import Client as NatsClient
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from paraphe_common.health import READINESS
-from paraphe_common.resources import JETSTREAM, CleanupContext, DependencyUnavailable
+from paraphe_common.resources import JETSTREAM, NATS, CleanupContext, DependencyUnavailable
 from paraphe_common.streams import petitions_bucket
 
 log = logging.getLogger(__name__)
 
 PUBLISHED: Final = "published"
 _BOOTSTRAP_TIMEOUT_SECONDS: Final = 30.0
+_RETRY_SECONDS: Final = 1.0
 
 
 @dataclass(frozen=True)
@@ -68,23 +71,53 @@ class PetitionStates:
     def __len__(self) -> int:
         return len(self._states)
 
-    async def follow(self, bucket: KeyValue) -> None:
-        watcher = await bucket.watchall()
-        try:
-            async for entry in watcher:
-                if entry is None:  # every current state has been read
-                    self.bootstrapped.set()
-                    continue
-                if entry.operation in (KV_DEL, KV_PURGE) or entry.value is None:
-                    self._states.pop(entry.key, None)
-                    continue
-                try:
-                    self._states[entry.key] = PetitionState.decode(entry.value)
-                except (ValueError, KeyError, TypeError):
-                    log.error("ignoring a malformed state for petition %s", entry.key)
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()  # type: ignore[no-untyped-call]
+    async def follow(self, bucket: KeyValue, connection: NatsClient) -> None:
+        """Read every state, then each change; start over after each reconnection.
+
+        The watch is an ephemeral consumer: a NATS server that restarts forgets it, and it
+        would go silent. So a reconnection means a new watch, and a fresh snapshot that also
+        drops the petitions deleted meanwhile.
+        """
+        while True:
+            reconnects = connection.stats["reconnects"]
+            try:
+                watcher = await bucket.watchall()
+            except (nats.errors.Error, OSError, TimeoutError) as exc:
+                log.warning("cannot watch petition states yet: %r", exc)
+                await asyncio.sleep(_RETRY_SECONDS)
+                continue
+
+            def reconnected(seen: int = reconnects) -> bool:
+                return bool(connection.stats["reconnects"] != seen)
+
+            try:
+                await self._read(watcher, reconnected)
+            finally:
+                with contextlib.suppress(Exception):
+                    await watcher.stop()  # type: ignore[no-untyped-call]
+            log.info("NATS reconnected: reading petition states afresh")
+
+    async def _read(self, watcher: KeyValue.KeyWatcher, stale: Callable[[], bool]) -> None:
+        snapshot: dict[str, PetitionState] | None = {}
+        while not stale():
+            try:
+                entry = await watcher.updates(timeout=_RETRY_SECONDS)  # type: ignore[no-untyped-call]
+            except nats.errors.TimeoutError:
+                continue
+            if entry is None:  # every current state has been read
+                if snapshot is not None:
+                    self._states = snapshot
+                    snapshot = None
+                self.bootstrapped.set()
+                continue
+            states = snapshot if snapshot is not None else self._states
+            if entry.operation in (KV_DEL, KV_PURGE) or entry.value is None:
+                states.pop(entry.key, None)
+                continue
+            try:
+                states[entry.key] = PetitionState.decode(entry.value)
+            except (ValueError, KeyError, TypeError):
+                log.error("ignoring a malformed state for petition %s", entry.key)
 
 
 PETITION_STATES = web.AppKey("petition_states", PetitionStates)
@@ -99,7 +132,7 @@ def petition_states(replicas: int = 1) -> CleanupContext:
             bucket = await petitions_bucket(app[JETSTREAM], replicas)
         except Exception as exc:
             raise DependencyUnavailable("NATS key-value PETITIONS", "JetStream", exc) from exc
-        task = asyncio.create_task(states.follow(bucket), name="follow-petition-states")
+        task = asyncio.create_task(states.follow(bucket, app[NATS]), name="follow-petition-states")
         try:
             async with asyncio.timeout(_BOOTSTRAP_TIMEOUT_SECONDS):
                 await states.bootstrapped.wait()
