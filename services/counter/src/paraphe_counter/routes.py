@@ -1,0 +1,8 @@
+from aiohttp import web
+
+from paraphe_counter import views
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/api/petitions/{petition_id}/count", views.get_count)
+    app.router.add_get("/api/petitions/{petition_id}/count/stream", views.stream_count)

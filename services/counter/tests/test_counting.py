@@ -1,0 +1,226 @@
+"""Signatures from JetStream are stored once, counted once, and acknowledged after the commit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from nats.js import JetStreamContext
+
+from paraphe_common.streams import COUNTER_CONSUMER, SIGNATURES
+from paraphe_devstack.servers import NatsServer
+
+Client = TestClient[web.Request, web.Application]
+Sign = Callable[..., Awaitable[bytes]]
+Counted = Callable[[str, int], Awaitable[None]]
+Until = Callable[..., Awaitable[None]]
+Metric = Callable[[Client, str], Awaitable[float]]
+MetricReaches = Callable[[Client, str, float], Awaitable[None]]
+
+
+async def test_each_distinct_signature_is_stored_counted_and_served_once(
+    counter: Client,
+    petition: str,
+    other_petition: str,
+    sign: Sign,
+    counted: Counted,
+    metric: Metric,
+) -> None:
+    await asyncio.gather(*(sign(petition) for _ in range(30)))
+    await asyncio.gather(*(sign(other_petition) for _ in range(20)))
+
+    await counted(petition, 30)
+    await counted(other_petition, 20)
+    response = await counter.get(f"/api/petitions/{petition}/count")
+    assert await response.json() == {"petition_id": petition, "signatures": 30}
+    assert await metric(counter, "counter_signatures_stored_total") == 50
+    assert await metric(counter, "counter_duplicate_signatures_ignored_total") == 0
+    assert await metric(counter, "counter_count_freshness_seconds_count") == 50
+
+
+async def test_a_signature_published_twice_is_counted_once(
+    counter: Client,
+    petition: str,
+    sign: Sign,
+    counted: Counted,
+    metric_reaches: MetricReaches,
+    intake: JetStreamContext,
+) -> None:
+    # The same message id twice: an intake retry, which JetStream recognises.
+    key = await sign(petition)
+    await sign(petition, key)
+    # The same key under another message id: JetStream cannot tell, PostgreSQL can.
+    await sign(petition, key, msg_id="a-retry-published-after-the-dedupe-window")
+    await sign(petition)
+
+    await counted(petition, 2)
+    await metric_reaches(counter, "counter_duplicate_signatures_ignored_total", 1)
+    assert (await intake.stream_info(SIGNATURES)).state.messages == 0
+
+
+async def test_a_batch_delivered_again_after_its_commit_is_not_counted_again(
+    start_counter: Callable[..., Awaitable[Client]],
+    petition: str,
+    sign: Sign,
+    counted: Counted,
+    metric_reaches: MetricReaches,
+    database: asyncpg.Connection,
+) -> None:
+    # What a crash between the commit and the acknowledgements leaves: rows and counts written,
+    # messages still in JetStream.
+    keys = [os.urandom(32) for _ in range(3)]
+    await database.executemany(
+        "INSERT INTO counter.signatures (petition_id, dedupe_key, signed_at)"
+        " VALUES ($1, $2, date_trunc('hour', now(), 'UTC'))",
+        [(petition, key) for key in keys],
+    )
+    await database.execute(
+        "INSERT INTO counter.count_shards (petition_id, shard, signatures) VALUES ($1, 7, 3)",
+        petition,
+    )
+    for key in keys:
+        await sign(petition, key)
+    await sign(petition)
+
+    counter = await start_counter()
+
+    await counted(petition, 4)
+    await metric_reaches(counter, "counter_duplicate_signatures_ignored_total", 3)
+
+
+async def test_unreadable_messages_are_acknowledged_counted_and_dropped(
+    counter: Client,
+    petition: str,
+    sign: Sign,
+    counted: Counted,
+    metric_reaches: MetricReaches,
+    intake: JetStreamContext,
+) -> None:
+    key = os.urandom(32).hex().encode()
+    await intake.publish("signatures.not-a-petition", key)
+    await intake.publish(f"signatures.{petition}.extra", key)
+    await intake.publish(f"signatures.{petition}", b"not a key")
+    await intake.publish(f"signatures.{petition}", key[:-2])
+    await sign(petition)
+
+    await counted(petition, 1)
+    await metric_reaches(counter, 'counter_malformed_messages_total{part="subject"}', 2)
+    await metric_reaches(counter, 'counter_malformed_messages_total{part="body"}', 2)
+    assert (await intake.stream_info(SIGNATURES)).state.messages == 0
+    assert (await (await counter.get("/readyz")).json())["status"] == "ready"
+
+
+async def test_another_spelling_of_a_petition_or_key_is_the_same_signature(
+    counter: Client,
+    petition: str,
+    sign: Sign,
+    counted: Counted,
+    metric_reaches: MetricReaches,
+    intake: JetStreamContext,
+) -> None:
+    key = await sign(petition)
+    await intake.publish(f"signatures.{petition.upper()}", key.hex().upper().encode())
+    await intake.publish(f"signatures.{petition.upper()}", os.urandom(32).hex().encode())
+
+    await counted(petition, 2)
+    await metric_reaches(counter, "counter_duplicate_signatures_ignored_total", 1)
+
+
+async def test_signatures_wait_in_jetstream_while_postgresql_refuses_them(
+    counter: Client,
+    petition: str,
+    sign: Sign,
+    counted: Counted,
+    until: Until,
+    metric: Metric,
+    metric_reaches: MetricReaches,
+    database: asyncpg.Connection,
+    intake: JetStreamContext,
+) -> None:
+    await database.execute("ALTER TABLE counter.signatures RENAME TO signatures_away")
+    await asyncio.gather(*(sign(petition) for _ in range(4)))
+
+    async def retried_and_measured() -> bool:
+        failures = await metric(counter, "counter_batch_failures_total")
+        backlog = await metric(counter, "counter_consumer_ack_pending_messages")
+        return failures >= 2 and backlog == 4
+
+    await until(retried_and_measured)
+    info = await intake.consumer_info(SIGNATURES, COUNTER_CONSUMER)
+    assert info.num_ack_pending == 4  # delivered, none acknowledged
+    await database.execute("ALTER TABLE counter.signatures_away RENAME TO signatures")
+
+    await counted(petition, 4)
+    assert (await intake.stream_info(SIGNATURES)).state.messages == 0
+    await metric_reaches(counter, "counter_consumer_ack_pending_messages", 0)
+
+
+async def test_counting_goes_on_after_nats_restarts(
+    counter: Client,
+    petition: str,
+    sign: Sign,
+    counted: Counted,
+    nats_server: NatsServer,
+) -> None:
+    for _ in range(3):
+        await sign(petition)
+    await counted(petition, 3)
+
+    nats_server.stop()
+    nats_server.start()  # same port, same store: the stream and the consumer are still there
+    for _ in range(2):
+        await sign(petition)
+
+    await counted(petition, 5)
+    assert (await (await counter.get("/readyz")).json())["status"] == "ready"
+
+
+async def test_counting_goes_on_when_the_consumer_is_deleted(
+    counter: Client,
+    petition: str,
+    sign: Sign,
+    counted: Counted,
+    intake: JetStreamContext,
+) -> None:
+    await sign(petition)
+    await counted(petition, 1)
+
+    await intake.delete_consumer(SIGNATURES, COUNTER_CONSUMER)
+    await sign(petition)
+
+    await counted(petition, 2)
+
+
+async def test_a_counter_stopped_while_postgresql_refuses_leaves_the_signatures_in_jetstream(
+    start_counter: Callable[..., Awaitable[Client]],
+    petition: str,
+    sign: Sign,
+    counted: Counted,
+    until: Until,
+    metric: Metric,
+    database: asyncpg.Connection,
+    intake: JetStreamContext,
+) -> None:
+    stopping = await start_counter()
+    await database.execute("ALTER TABLE counter.signatures RENAME TO signatures_away")
+    await sign(petition)
+    await sign(petition)
+
+    async def retrying() -> bool:
+        return await metric(stopping, "counter_batch_failures_total") >= 1
+
+    await until(retrying)
+    info = await intake.consumer_info(SIGNATURES, COUNTER_CONSUMER)
+    assert info.num_ack_pending >= 1  # the batch this counter holds
+    async with asyncio.timeout(10):  # the retry gives way to the stop, without waiting it out
+        await stopping.server.close()
+    await database.execute("ALTER TABLE counter.signatures_away RENAME TO signatures")
+
+    # Handed back at the stop, the batch goes to the next counter without waiting for the
+    # acknowledgement wait (30 s) to run out.
+    await start_counter()
+    await counted(petition, 2)
