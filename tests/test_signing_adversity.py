@@ -1,0 +1,274 @@
+"""Signing under adversity, across real processes: every signer who got an answer is counted
+exactly once, and nobody twice, whatever is killed, flushed or restarted meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import nats
+import pytest
+import redis.asyncio as aioredis
+
+from paraphe_common.petition_states import PetitionState, publish_state
+from paraphe_common.streams import petitions_bucket
+from paraphe_common.tokens import SIGNER, TokenIssuer
+from paraphe_devstack.binaries import Binaries
+from paraphe_devstack.keys import DevSecrets
+from paraphe_devstack.servers import remove_tree
+from paraphe_devstack.stack import Stack, StackPorts
+from paraphe_signature_intake.signatures import dedupe_key
+
+pytestmark = pytest.mark.stack
+
+RETRYABLE = {502, 503, 504}
+
+
+@pytest.fixture(scope="module")
+def chaos_stack(binaries: Binaries) -> Iterator[Stack]:
+    """A stack of its own: these tests kill its processes."""
+    state_dir = Path(tempfile.mkdtemp(prefix="paraphe-test-chaos-"))
+    state_dir.chmod(0o755)
+    stack = Stack(state_dir, StackPorts.free(), binaries, durable=False)
+    stack.start()
+    yield stack
+    stack.stop()
+    remove_tree(state_dir)
+
+
+async def new_open_petition(stack: Stack) -> str:
+    """A published petition, as the catalogue would publish it."""
+    connection = await asyncpg.connect(stack.database_url)
+    try:
+        petition = str(
+            await connection.fetchval(
+                """
+                INSERT INTO catalog.petitions (author_id, title, body, status, published_at,
+                    closes_at)
+                VALUES ('demo-author', 'Une pétition pour les tests de robustesse',
+                    'Elle reçoit des signatures pendant que tout tombe en panne.', 'published',
+                    now(), now() + interval '1 day')
+                RETURNING id
+                """
+            )
+        )
+    finally:
+        await connection.close()
+    client = await nats.connect(stack.nats.url)
+    try:
+        bucket = await petitions_bucket(client.jetstream())
+        await publish_state(bucket, petition, PetitionState("published", time.time() + 86400))
+    finally:
+        await client.close()
+    await asyncio.sleep(0.2)  # the intake's view follows the bucket
+    return petition
+
+
+def signer_tokens(stack: Stack, count: int, prefix: str) -> dict[str, str]:
+    """Signer keys and their tokens, as auth-gateway issues them after FranceConnect."""
+    key = DevSecrets.load_or_create(stack.state_dir / "secrets.json").signing_key
+    issuer = TokenIssuer(key.private_pem, key.kid)
+    return {
+        f"{prefix}{n:06d}": issuer.issue(SIGNER, f"{prefix}{n:06d}", 3600) for n in range(count)
+    }
+
+
+async def sign_until_answered(
+    session: aiohttp.ClientSession, url: str, token: str, deadline: float
+) -> int:
+    """As a browser would: retry on 503 and on connection errors, until 202 or 200."""
+    while True:
+        try:
+            async with session.post(url, headers={"Authorization": f"Bearer {token}"}) as answer:
+                await answer.read()
+                if answer.status not in RETRYABLE:
+                    return answer.status
+        except (aiohttp.ClientError, TimeoutError):
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError("the signature was never answered")
+        await asyncio.sleep(0.05)
+
+
+async def campaign(
+    stack: Stack,
+    petition: str,
+    tokens: dict[str, str],
+    *,
+    repeats: int = 1,
+    concurrency: int = 64,
+    chaos: Callable[[], Awaitable[None]] | None = None,
+) -> list[int]:
+    url = f"http://127.0.0.1:{stack.ports.services['signature-intake']}/api/petitions/{petition}/signatures"
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for _ in range(repeats):
+        for token in tokens.values():
+            queue.put_nowait(token)
+    statuses: list[int] = []
+    deadline = time.monotonic() + 120
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            while not queue.empty():
+                statuses.append(
+                    await sign_until_answered(session, url, queue.get_nowait(), deadline)
+                )
+
+        workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+        if chaos is not None:
+            await chaos()
+        await asyncio.gather(*workers)
+    return statuses
+
+
+async def counted(stack: Stack, petition: str, expected: int, within: float = 60.0) -> int:
+    """The count endpoint's value once it stops moving (or reaches ``expected``)."""
+    url = f"http://127.0.0.1:{stack.ports.services['counter']}/api/petitions/{petition}/count"
+    deadline = time.monotonic() + within
+    value = -1
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(url) as answer:
+                    if answer.status == 200:
+                        value = int((await answer.json())["signatures"])
+            except aiohttp.ClientError:
+                pass
+            if value == expected:
+                return value
+            await asyncio.sleep(0.2)
+    return value
+
+
+async def stored_keys(stack: Stack, petition: str) -> list[str]:
+    connection = await asyncpg.connect(stack.database_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT encode(dedupe_key, 'hex') AS key FROM counter.signatures"
+            " WHERE petition_id = $1",
+            petition,
+        )
+    finally:
+        await connection.close()
+    return [row["key"] for row in rows]
+
+
+async def assert_each_counted_once(stack: Stack, petition: str, signers: list[str]) -> None:
+    assert await counted(stack, petition, len(signers)) == len(signers)
+    keys = await stored_keys(stack, petition)
+    assert sorted(keys) == sorted(dedupe_key(signer, petition) for signer in signers)
+
+
+@pytest.fixture
+async def redis_client(chaos_stack: Stack) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.from_url(chaos_stack.redis.url)
+    yield client
+    await client.aclose()
+
+
+async def test_ten_thousand_signers_and_as_many_repeats_are_counted_exactly(
+    chaos_stack: Stack, redis_client: aioredis.Redis
+) -> None:
+    petition = await new_open_petition(chaos_stack)
+    tokens = signer_tokens(chaos_stack, 10_000, "many-")
+    statuses = await campaign(chaos_stack, petition, tokens, repeats=2)
+    assert sorted(set(statuses)) in ([200, 202], [202])
+    assert statuses.count(202) >= 10_000
+    await assert_each_counted_once(chaos_stack, petition, list(tokens))
+    marks = [key async for key in redis_client.scan_iter(f"sig:{petition}:*", count=5000)]
+    assert len(marks) == 10_000
+    assert int(await redis_client.get(f"count:{petition}") or 0) == 10_000
+
+
+def restart(
+    stack: Stack, service: str, after: float, down_for: float
+) -> Callable[[], Awaitable[None]]:
+    async def chaos() -> None:
+        await asyncio.sleep(after)
+        process = stack.services[service]
+        process.kill()  # kill -9: no shutdown, no drain, whatever was in flight is cut
+        await asyncio.sleep(down_for)
+        await asyncio.to_thread(process.start)
+
+    return chaos
+
+
+@pytest.mark.parametrize("service", ["signature-intake", "counter"])
+async def test_a_killed_service_loses_and_doubles_nothing(chaos_stack: Stack, service: str) -> None:
+    petition = await new_open_petition(chaos_stack)
+    tokens = signer_tokens(chaos_stack, 3_000, f"kill-{service}-")
+    statuses = await campaign(
+        chaos_stack, petition, tokens, chaos=restart(chaos_stack, service, 0.5, 1.0)
+    )
+    assert set(statuses) <= {200, 202}
+    await assert_each_counted_once(chaos_stack, petition, list(tokens))
+
+
+async def test_a_redis_flush_mid_run_loses_and_doubles_nothing(
+    chaos_stack: Stack, redis_client: aioredis.Redis
+) -> None:
+    petition = await new_open_petition(chaos_stack)
+    tokens = signer_tokens(chaos_stack, 3_000, "flush-")
+
+    async def flush() -> None:
+        await asyncio.sleep(0.5)
+        await redis_client.flushall()
+
+    statuses = await campaign(chaos_stack, petition, tokens, repeats=2, chaos=flush)
+    assert set(statuses) <= {200, 202}
+    await assert_each_counted_once(chaos_stack, petition, list(tokens))
+
+
+async def test_a_nats_restart_mid_run_loses_and_doubles_nothing(chaos_stack: Stack) -> None:
+    petition = await new_open_petition(chaos_stack)
+    tokens = signer_tokens(chaos_stack, 3_000, "nats-")
+
+    async def restart_nats() -> None:
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(chaos_stack.nats.stop)
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(chaos_stack.nats.start)
+
+    statuses = await campaign(chaos_stack, petition, tokens, chaos=restart_nats)
+    assert set(statuses) <= {200, 202}
+    await assert_each_counted_once(chaos_stack, petition, list(tokens))
+
+
+async def test_two_signatures_of_one_person_cannot_be_linked_from_stored_data(
+    chaos_stack: Stack,
+) -> None:
+    first, second = await new_open_petition(chaos_stack), await new_open_petition(chaos_stack)
+    tokens = signer_tokens(chaos_stack, 1, "linkable-")
+    for petition in (first, second):
+        assert await campaign(chaos_stack, petition, tokens) == [202]
+        assert await counted(chaos_stack, petition, 1) == 1
+    connection = await asyncpg.connect(chaos_stack.database_url)
+    try:
+        columns = await connection.fetch(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = 'counter' AND table_name = 'signatures' ORDER BY 1"
+        )
+        rows = await connection.fetch(
+            "SELECT petition_id, dedupe_key, signed_at, counted_at FROM counter.signatures"
+            " WHERE petition_id = ANY($1::uuid[])",
+            [first, second],
+        )
+    finally:
+        await connection.close()
+    # Nothing but the petition, a key that is an HMAC under the person's secret signer key,
+    # and times: the two keys share nothing that ties them to one person.
+    assert [c["column_name"] for c in columns] == [
+        "counted_at", "dedupe_key", "petition_id", "signed_at",
+    ]  # fmt: skip
+    assert len(rows) == 2
+    assert rows[0]["dedupe_key"] != rows[1]["dedupe_key"]
+    # Times are kept to the hour: signing two petitions seconds apart leaves no trail.
+    for row in rows:
+        for moment in (row["signed_at"], row["counted_at"]):
+            assert (moment.minute, moment.second, moment.microsecond) == (0, 0, 0)
