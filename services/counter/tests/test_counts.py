@@ -129,8 +129,11 @@ async def test_a_live_count_starts_with_the_count_then_follows_each_change(
     await sign(petition)
     await counted(petition, 1)
 
-    response = await counter.get(f"/api/petitions/{petition}/count/stream")
+    response = await counter.get(
+        f"/api/petitions/{petition}/count/stream", headers={"X-Request-Id": "watcher-1"}
+    )
     assert response.status == 200
+    assert response.headers["X-Request-Id"] == "watcher-1"
     assert response.headers["Content-Type"] == "text/event-stream"
     assert response.headers["Cache-Control"] == "no-cache"
     assert response.headers["X-Accel-Buffering"] == "no"

@@ -2,57 +2,98 @@
 
 from __future__ import annotations
 
-import uuid
+import asyncio
+import itertools
+import secrets
+import string
+import time
 from collections.abc import Iterable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from paraphe_common.health import READINESS, Readiness, healthz, readyz
-from paraphe_common.logs import REQUEST_ID, REQUEST_ID_KEY
+from paraphe_common.logs import REQUEST_ID
 from paraphe_common.metrics import (
     HTTP_METRICS,
     METRICS,
     DependencyMetrics,
     HttpMetrics,
-    metrics_middleware,
+    method_of,
     metrics_view,
     new_registry,
+    route_of,
 )
-from paraphe_common.problems import problem_middleware
+from paraphe_common.problems import problem_for
 from paraphe_common.resources import CleanupContext
 from paraphe_common.settings import ServiceSettings
 
 SERVICE_NAME = web.AppKey("service_name", str)
 REQUEST_ID_HEADER = "X-Request-Id"
 _MAX_REQUEST_ID_LENGTH = 64
+_REQUEST_ID_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-_.")
 
 
-def _acceptable_request_id(value: str | None) -> bool:
-    return (
-        value is not None
-        and 0 < len(value) <= _MAX_REQUEST_ID_LENGTH
-        and all(c.isascii() and (c.isalnum() or c in "-_.") for c in value)
-    )
+# Request ids need to be unique, not secret: a random prefix per process and a counter.
+_REQUEST_IDS = itertools.count()
+_PROCESS_PREFIX = secrets.token_hex(6)
+
+
+def _new_request_id() -> str:
+    return f"{_PROCESS_PREFIX}{next(_REQUEST_IDS):012x}"
+
+
+def _acceptable_request_id(value: str) -> bool:
+    return 0 < len(value) <= _MAX_REQUEST_ID_LENGTH and _REQUEST_ID_CHARACTERS.issuperset(value)
 
 
 @web.middleware
-async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Take the proxy's request id when it is well formed, else make one."""
+async def service_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id, RFC 9457 problems and RED metrics, in one frame: it wraps every request.
+
+    The request id is the proxy's when well formed, else a new one; it goes on every log line
+    (a context variable) and back on the response. Whatever the handler raises becomes a
+    problem answer; the metrics see the status actually sent.
+    """
     offered = request.headers.get(REQUEST_ID_HEADER)
-    request_id = offered if offered and _acceptable_request_id(offered) else uuid.uuid4().hex
-    request[REQUEST_ID_KEY] = request_id
-    token = REQUEST_ID.set(request_id)
+    request_id = (
+        offered if offered is not None and _acceptable_request_id(offered) else _new_request_id()
+    )
+    # Not reset after the request: aiohttp serves a connection's requests one after another
+    # in one task, so the access log line written after the handler still carries it, and
+    # the next request on the connection sets its own.
+    REQUEST_ID.set(request_id)
+    metrics = request.config_dict[HTTP_METRICS]
+    metrics.in_flight += 1
+    started = time.perf_counter()
+    status = 500
     try:
-        return await handler(request)
+        try:
+            response = await handler(request)
+        except (asyncio.CancelledError, web.GracefulExit):
+            raise
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                status = exc.status
+                raise
+            response = problem_for(request, exc)
+        except Exception as exc:  # noqa: BLE001 - every failure gets a problem answer
+            response = problem_for(request, exc)
+        status = response.status
+        if not response.prepared:
+            response.headers[REQUEST_ID_HEADER] = request_id
+        return response
     finally:
-        REQUEST_ID.reset(token)
+        metrics.in_flight -= 1
+        metrics.observe(
+            route_of(request), method_of(request), status, time.perf_counter() - started
+        )
 
 
-async def _send_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    request_id = request.get(REQUEST_ID_KEY)
-    if request_id is not None:
-        response.headers[REQUEST_ID_HEADER] = request_id
+def request_id_headers() -> dict[str, str]:
+    """For handlers that stream: their headers leave before the middleware sees the response."""
+    request_id = REQUEST_ID.get()
+    return {REQUEST_ID_HEADER: request_id} if request_id is not None else {}
 
 
 def create_service_app(
@@ -69,14 +110,13 @@ def create_service_app(
     """
     registry = new_registry()
     app = web.Application(
-        middlewares=[request_id_middleware, metrics_middleware, problem_middleware],
+        middlewares=[service_middleware],
         client_max_size=client_max_size,
     )
     app[SERVICE_NAME] = service
     app[METRICS] = registry
     app[HTTP_METRICS] = HttpMetrics(registry)
     app[READINESS] = Readiness(settings.readiness_timeout, DependencyMetrics(registry))
-    app.on_response_prepare.append(_send_request_id)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)

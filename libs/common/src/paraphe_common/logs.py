@@ -15,7 +15,6 @@ from aiohttp.abc import AbstractAccessLogger
 from pythonjsonlogger.json import JsonFormatter
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("paraphe_request_id", default=None)
-REQUEST_ID_KEY = web.RequestKey("request_id", str)
 
 
 class _RequestIdFilter(logging.Filter):
@@ -52,7 +51,7 @@ class AccessLogger(AbstractAccessLogger):
         self.logger.info(
             "request",
             extra={
-                "request_id": request.get(REQUEST_ID_KEY),
+                "request_id": REQUEST_ID.get(),
                 "method": request.method,
                 "route": resource.canonical if resource is not None else None,
                 "path": request.path,

@@ -7,22 +7,28 @@ registry (``app[METRICS]``), named after the service.
 
 from __future__ import annotations
 
-import time
+import bisect
+import itertools
+from collections.abc import Iterator
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
-    Counter,
     Gauge,
-    Histogram,
     disable_created_metrics,
     generate_latest,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
 )
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 # From 1 ms to 500 ms where the signing SLO lives, then a few coarse buckets for the tail.
 LATENCY_BUCKETS = (
@@ -32,25 +38,61 @@ LATENCY_BUCKETS = (
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-class HttpMetrics:
+class HttpMetrics(Collector):
+    """RED metrics of every request, kept as plain numbers and turned into Prometheus metric
+    families only when scraped.
+
+    prometheus-client takes a lock and looks up a child at every observation; on the signing
+    path that cost ~8 µs a request, a quarter of aiohttp's own. A service runs one event loop,
+    so plain integers need no lock; the label values are route templates, so bounded.
+    """
+
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter(
+        self.in_flight = 0
+        self._requests: dict[tuple[str, str, int], int] = {}
+        self._buckets: dict[tuple[str, str], list[int]] = {}
+        self._sums: dict[tuple[str, str], float] = {}
+        registry.register(self)
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        counted = (route, method, status)
+        self._requests[counted] = self._requests.get(counted, 0) + 1
+        timed = (route, method)
+        buckets = self._buckets.get(timed)
+        if buckets is None:
+            buckets = self._buckets[timed] = [0] * (len(LATENCY_BUCKETS) + 1)
+            self._sums[timed] = 0.0
+        # Prometheus buckets are "less than or equal": the first bound not below the value.
+        buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self._sums[timed] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
             "http_server_requests",
             "HTTP requests answered, by route template, method and status.",
-            ["route", "method", "status"],
-            registry=registry,
+            labels=["route", "method", "status"],
         )
-        self.duration = Histogram(
+        for (route, method, status), count in self._requests.items():
+            requests.add_metric([route, method, str(status)], count)
+        yield requests
+        duration = HistogramMetricFamily(
             "http_server_request_duration_seconds",
             "Time from receiving a request to returning its response.",
-            ["route", "method"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            labels=["route", "method"],
         )
-        self.in_flight = Gauge(
+        for (route, method), counts in self._buckets.items():
+            cumulative = list(itertools.accumulate(counts))
+            bounds = [*(str(bound) for bound in LATENCY_BUCKETS), "+Inf"]
+            duration.add_metric(
+                [route, method],
+                buckets=list(zip(bounds, cumulative, strict=True)),
+                sum_value=self._sums[(route, method)],
+            )
+        yield duration
+        yield GaugeMetricFamily(
             "http_server_requests_in_flight",
             "Requests being handled right now.",
-            registry=registry,
+            value=self.in_flight,
         )
 
 
@@ -78,30 +120,13 @@ METRICS = web.AppKey("metrics_registry", CollectorRegistry)
 HTTP_METRICS = web.AppKey("http_metrics", HttpMetrics)
 
 
-def _route_of(request: web.Request) -> str:
+def route_of(request: web.Request) -> str:
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else "unmatched"
 
 
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    metrics = request.config_dict[HTTP_METRICS]
-    method = request.method if request.method in _KNOWN_METHODS else "OTHER"
-    started = time.perf_counter()
-    metrics.in_flight.inc()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        metrics.in_flight.dec()
-        route = _route_of(request)
-        metrics.duration.labels(route, method).observe(time.perf_counter() - started)
-        metrics.requests.labels(route, method, str(status)).inc()
+def method_of(request: web.Request) -> str:
+    return request.method if request.method in _KNOWN_METHODS else "OTHER"
 
 
 async def metrics_view(request: web.Request) -> web.Response:

@@ -7,7 +7,6 @@ so no error leaves a service in another shape. Titles are French: they reach cit
 
 from __future__ import annotations
 
-import asyncio
 import html
 import json
 import logging
@@ -15,9 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
-from paraphe_common.logs import REQUEST_ID_KEY
+from paraphe_common.logs import REQUEST_ID
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:paraphe:problem:"
@@ -140,24 +138,19 @@ def problem_page(
     )
 
 
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except Problem as problem:
-        return problem.response(request)
-    except web.HTTPException as exc:
+def problem_for(request: web.Request, exc: BaseException) -> web.StreamResponse:
+    """The problem answer for what a handler raised; redirects and the like are re-raised."""
+    if isinstance(exc, Problem):
+        return exc.response(request)
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         headers = {k: v for k, v in exc.headers.items() if k.lower() not in _BODY_HEADERS}
         return Problem(exc.status, headers=headers).response(request)
-    except (asyncio.CancelledError, web.GracefulExit):
-        raise
-    except Exception:
-        log.exception("unhandled error while serving %s %s", request.method, request.path)
-        return Problem(
-            500,
-            "Une erreur inattendue est survenue ; elle a été journalisée avec l'identifiant "
-            "de la requête.",
-            request_id=request.get(REQUEST_ID_KEY),
-        ).response(request)
+    log.error("unhandled error while serving %s %s", request.method, request.path, exc_info=exc)
+    return Problem(
+        500,
+        "Une erreur inattendue est survenue ; elle a été journalisée avec l'identifiant "
+        "de la requête.",
+        request_id=REQUEST_ID.get(),
+    ).response(request)

@@ -26,7 +26,9 @@ class ServiceSettings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    access_log: bool = True
+    # One JSON line per request costs as much as the request itself on the signing path; the
+    # proxy logs requests already. make run turns it on.
+    access_log: bool = False
     # Seconds given to in-flight requests after SIGTERM before the connections are closed.
     shutdown_timeout: float = Field(default=20.0, gt=0)
     # Seconds each dependency gets to answer a readiness check.

@@ -14,6 +14,7 @@ PACKAGES = {
     "redis-server": "redis-server",
     "nats-server": "nats-server",
     "nginx": "nginx-light",
+    "wrk": "wrk",
 }
 
 _SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
@@ -100,3 +101,10 @@ def ensure_binaries(*, with_proxy: bool = False) -> Binaries:
     if postgres_bin is None or redis_server is None or nats_server is None:
         raise MissingBinaries("PostgreSQL, Redis and NATS are all required")
     return Binaries(postgres_bin, redis_server, nats_server, found["nginx"])
+
+
+def ensure_programs(*programs: str) -> None:
+    """Other programs the benchmarks need (wrk...), installed from Debian when missing."""
+    missing = [program for program in programs if _which(program) is None]
+    if missing:
+        _install(missing)

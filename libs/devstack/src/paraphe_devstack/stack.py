@@ -193,6 +193,8 @@ class Stack:
             PARAPHE_NATS_URL=self.nats.url,
             PARAPHE_PUBLIC_URL=self.public_url,
             PARAPHE_TOKEN_VERIFICATION_KEYS=secrets.signing_key.public_jwks,
+            # Locally every request is worth a log line; in production the proxy keeps them.
+            PARAPHE_ACCESS_LOG="true",
         )
         clients = [
             {

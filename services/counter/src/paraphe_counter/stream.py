@@ -16,6 +16,7 @@ from typing import Final
 
 from aiohttp import web
 
+from paraphe_common.app import request_id_headers
 from paraphe_common.resources import CleanupContext
 from paraphe_counter.counts import COUNT_CACHE, Count, CountCache, CountUnavailable
 from paraphe_counter.settings import CounterSettings
@@ -86,7 +87,7 @@ class LiveCounts:
         try:
             if watch.count is None:
                 watch.update(await self._counts.count(petition_id))
-            response = web.StreamResponse(headers=STREAM_HEADERS)
+            response = web.StreamResponse(headers=STREAM_HEADERS | request_id_headers())
             await response.prepare(request)
             await self._follow(watch, response)
             return response

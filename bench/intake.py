@@ -1,0 +1,175 @@
+"""Intake against the yardstick: signatures per second from one intake process, divided by
+requests per second from a bare aiohttp endpoint, both driven by wrk in the same run.
+
+Every request signs as a different person (a distinct, valid signer token), so nothing is
+served from a cache. Redis and NATS are real, started here on free ports. Run with
+``make bench``; prints a table and writes ``bench/results/intake.json``. A benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nats
+from paraphe_common.petition_states import PetitionState, publish_state
+from paraphe_common.streams import petitions_bucket
+from paraphe_common.tokens import SIGNER, TokenIssuer
+from paraphe_devstack.binaries import ensure_binaries, ensure_programs
+from paraphe_devstack.keys import new_signing_key
+from paraphe_devstack.servers import NatsServer, RedisServer, free_port, port_answers, remove_tree
+
+HERE = Path(__file__).parent
+PETITION = "0b6f0d7e-5f4c-4c59-9a43-2b1f6f3c2a11"
+DURATION = os.environ.get("PARAPHE_BENCH_DURATION", "10s")
+CONNECTIONS = os.environ.get("PARAPHE_BENCH_CONNECTIONS", "64")
+TOKENS = int(os.environ.get("PARAPHE_BENCH_TOKENS_COUNT", "150000"))
+
+
+def wait_for(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while not port_answers(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"server on {port} did not start")
+        time.sleep(0.05)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far (its threads and reaped children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk_get(url: str, duration: str = DURATION) -> float:
+    """Requests per second of a plain GET: what the framework costs around a handler."""
+    output = subprocess.run(
+        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration}", url],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+
+
+def wrk(port: int, tokens: Path, duration: str = DURATION) -> dict[str, float]:
+    output = subprocess.run(
+        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration}", "-s", str(HERE / "sign.lua"),
+         f"http://127.0.0.1:{port}"],
+        env=os.environ | {"PARAPHE_BENCH_TOKENS": str(tokens), "PARAPHE_BENCH_PETITION": PETITION},
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    found = dict(re.findall(r"^(latency_p\d+_us) (\d+)$", output, re.MULTILINE))
+    accepted, repeated, other = map(int, re.search(r"answers (\d+) (\d+) (\d+)", output).groups())  # type: ignore[union-attr]
+    return {
+        "requests_per_second": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
+        "accepted": accepted,
+        "already_signed": repeated,
+        "other": other,
+        **{k: int(v) / 1000 for k, v in found.items()},
+    }
+
+
+async def open_petition(nats_url: str) -> None:
+    connection = await nats.connect(nats_url)
+    bucket = await petitions_bucket(connection.jetstream())
+    await publish_state(bucket, PETITION, PetitionState("published", time.time() + 86400))
+    await connection.close()
+
+
+def main() -> None:
+    binaries = ensure_binaries()
+    ensure_programs("wrk")
+    work = Path(tempfile.mkdtemp(prefix="paraphe-bench-"))
+    redis = RedisServer(binaries.redis_server, work / "redis", free_port())
+    nats_server = NatsServer(binaries.nats_server, work / "nats" / "js", free_port(), free_port())
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        redis.start()
+        nats_server.start()
+        asyncio.run(open_petition(nats_server.url))
+        key = new_signing_key("bench")
+        issuer = TokenIssuer(key.private_pem, key.kid)
+        tokens = work / "tokens.txt"
+        tokens.write_text(
+            "\n".join(issuer.issue(SIGNER, f"{n:064x}", 3600) for n in range(TOKENS)) + "\n"
+        )
+        bare_port, intake_port = free_port(), free_port()
+        bare = subprocess.Popen([sys.executable, str(HERE / "bare.py"), str(bare_port)])
+        # PARAPHE_BENCH_PROFILE=<py-spy> records where intake's time goes, as collapsed stacks.
+        profiler = os.environ.get("PARAPHE_BENCH_PROFILE")
+        profile = HERE / "results" / "intake-profile.txt"
+        profile.parent.mkdir(exist_ok=True)
+        wrapper = [profiler, "record", "--format", "raw", "-o", str(profile), "--"] if profiler else []
+        intake = subprocess.Popen(
+            [*wrapper, sys.executable, "-m", "paraphe_signature_intake"],
+            env={k: v for k, v in os.environ.items() if not k.startswith("PARAPHE_")}
+            | {
+                "PARAPHE_HOST": "127.0.0.1",
+                "PARAPHE_PORT": str(intake_port),
+                "PARAPHE_REDIS_URL": redis.url,
+                "PARAPHE_NATS_URL": nats_server.url,
+                "PARAPHE_TOKEN_VERIFICATION_KEYS": key.public_jwks,
+                "PARAPHE_SIGNER_ATTEMPTS_PER_MINUTE": "1000000",
+                "PARAPHE_LOG_LEVEL": "WARNING",
+            },
+            stdout=subprocess.DEVNULL,
+        )
+        processes += [bare, intake]
+        wait_for(bare_port, bare)
+        wait_for(intake_port, intake)
+        wrk(bare_port, tokens, "2s")  # warm-up
+        bare_result = wrk(bare_port, tokens)
+        healthz = wrk_get(f"http://127.0.0.1:{intake_port}/healthz", "5s")
+        watched = {
+            "signature-intake": intake.pid,
+            "redis-server": redis.process.pid,  # type: ignore[union-attr]
+            "nats-server": nats_server.process.pid,  # type: ignore[union-attr]
+        }
+        before = {name: cpu_seconds(pid) for name, pid in watched.items()}
+        intake_result = wrk(intake_port, tokens)
+        handled = intake_result["accepted"] + intake_result["already_signed"]
+        cpu_per_signature = {
+            name: (cpu_seconds(pid) - before[name]) / handled * 1e6 for name, pid in watched.items()
+        }
+        ratio = intake_result["requests_per_second"] / bare_result["requests_per_second"]
+        machine = f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
+        print(f"Intake against a bare aiohttp endpoint — {machine}, wrk -t1 -c{CONNECTIONS} {DURATION}")  # noqa: T201
+        print(f"  {'':<22}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'202':>9}{'200':>9}{'other':>7}")  # noqa: T201
+        for name, row in (("bare aiohttp", bare_result), ("signature-intake", intake_result)):
+            print(  # noqa: T201
+                f"  {name:<22}{row['requests_per_second']:>10,.0f}{row['latency_p50_us']:>9.2f}"
+                f"{row['latency_p99_us']:>9.2f}{row['accepted']:>9}{row['already_signed']:>9}"
+                f"{row['other']:>7}"
+            )
+        print(f"  ratio (intake / bare): {ratio:.2f}   target 0.5")  # noqa: T201
+        print(f"  intake's /healthz (the shared middleware alone): {healthz:,.0f} req/s, "  # noqa: T201
+              f"{healthz / bare_result['requests_per_second']:.2f} of bare")  # fmt: skip
+        print("  CPU per signature: " + ", ".join(  # noqa: T201
+            f"{name} {micros:.0f} µs" for name, micros in cpu_per_signature.items()
+        ))  # fmt: skip
+        results = HERE / "results"
+        results.mkdir(exist_ok=True)
+        (results / "intake.json").write_text(json.dumps(
+            {"machine": machine, "bare": bare_result, "intake": intake_result, "ratio": ratio,
+             "healthz_requests_per_second": healthz,
+             "cpu_microseconds_per_signature": cpu_per_signature},
+            indent=2,
+        ))  # fmt: skip
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
+            process.wait(timeout=60)
+        nats_server.stop()
+        redis.stop()
+        remove_tree(work)
+
+
+if __name__ == "__main__":
+    main()
