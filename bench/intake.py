@@ -21,11 +21,12 @@ import time
 from pathlib import Path
 
 import nats
+
 from paraphe_common.petition_states import PetitionState, publish_state
 from paraphe_common.streams import petitions_bucket
-from paraphe_common.tokens import SIGNER, TokenIssuer
+from paraphe_common.tokens import SIGNER
 from paraphe_devstack.binaries import ensure_binaries, ensure_programs
-from paraphe_devstack.keys import new_signing_key
+from paraphe_devstack.keys import new_signer_key, new_signing_key
 from paraphe_devstack.servers import NatsServer, RedisServer, free_port, port_answers, remove_tree
 
 HERE = Path(__file__).parent
@@ -95,7 +96,8 @@ def main() -> None:
         nats_server.start()
         asyncio.run(open_petition(nats_server.url))
         key = new_signing_key("bench")
-        issuer = TokenIssuer(key.private_pem, key.kid)
+        signer_key = new_signer_key("bench-signer")
+        issuer = signer_key.issuer()
         tokens = work / "tokens.txt"
         tokens.write_text(
             "\n".join(issuer.issue(SIGNER, f"{n:064x}", 3600) for n in range(TOKENS)) + "\n"
@@ -106,7 +108,9 @@ def main() -> None:
         profiler = os.environ.get("PARAPHE_BENCH_PROFILE")
         profile = HERE / "results" / "intake-profile.txt"
         profile.parent.mkdir(exist_ok=True)
-        wrapper = [profiler, "record", "--format", "raw", "-o", str(profile), "--"] if profiler else []
+        wrapper = (
+            [profiler, "record", "--format", "raw", "-o", str(profile), "--"] if profiler else []
+        )
         intake = subprocess.Popen(
             [*wrapper, sys.executable, "-m", "paraphe_signature_intake"],
             env={k: v for k, v in os.environ.items() if not k.startswith("PARAPHE_")}
@@ -116,6 +120,8 @@ def main() -> None:
                 "PARAPHE_REDIS_URL": redis.url,
                 "PARAPHE_NATS_URL": nats_server.url,
                 "PARAPHE_TOKEN_VERIFICATION_KEYS": key.public_jwks,
+                "PARAPHE_SIGNER_TOKEN_KEYS": signer_key.secret_jwks,
+                "PARAPHE_SIGNER_TOKEN_KEY_ID": signer_key.kid,
                 "PARAPHE_SIGNER_ATTEMPTS_PER_MINUTE": "1000000",
                 "PARAPHE_LOG_LEVEL": "WARNING",
             },
@@ -139,19 +145,24 @@ def main() -> None:
             name: (cpu_seconds(pid) - before[name]) / handled * 1e6 for name, pid in watched.items()
         }
         ratio = intake_result["requests_per_second"] / bare_result["requests_per_second"]
-        machine = f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
-        print(f"Intake against a bare aiohttp endpoint — {machine}, wrk -t1 -c{CONNECTIONS} {DURATION}")  # noqa: T201
-        print(f"  {'':<22}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'202':>9}{'200':>9}{'other':>7}")  # noqa: T201
+        machine = (
+            f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
+        )
+        print(
+            f"Intake against a bare aiohttp endpoint — {machine}, "
+            f"wrk -t1 -c{CONNECTIONS} {DURATION}"
+        )
+        print(f"  {'':<22}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'202':>9}{'200':>9}{'other':>7}")
         for name, row in (("bare aiohttp", bare_result), ("signature-intake", intake_result)):
-            print(  # noqa: T201
+            print(
                 f"  {name:<22}{row['requests_per_second']:>10,.0f}{row['latency_p50_us']:>9.2f}"
                 f"{row['latency_p99_us']:>9.2f}{row['accepted']:>9}{row['already_signed']:>9}"
                 f"{row['other']:>7}"
             )
-        print(f"  ratio (intake / bare): {ratio:.2f}   target 0.5")  # noqa: T201
-        print(f"  intake's /healthz (the shared middleware alone): {healthz:,.0f} req/s, "  # noqa: T201
+        print(f"  ratio (intake / bare): {ratio:.2f}   target 0.5")
+        print(f"  intake's /healthz (the shared middleware alone): {healthz:,.0f} req/s, "
               f"{healthz / bare_result['requests_per_second']:.2f} of bare")  # fmt: skip
-        print("  CPU per signature: " + ", ".join(  # noqa: T201
+        print("  CPU per signature: " + ", ".join(
             f"{name} {micros:.0f} µs" for name, micros in cpu_per_signature.items()
         ))  # fmt: skip
         results = HERE / "results"

@@ -14,8 +14,14 @@ from pathlib import Path
 
 from jose import jwt
 
-from paraphe_common.tokens import SIGNER, TokenIssuer, TokenVerifier, public_keys
-from paraphe_devstack.keys import new_signing_key
+from paraphe_common.tokens import (
+    SIGNER,
+    TokenIssuer,
+    TokenVerifier,
+    public_keys,
+    signer_secret_keys,
+)
+from paraphe_devstack.keys import new_signer_key, new_signing_key
 
 ROUNDS = 5_000
 
@@ -37,10 +43,13 @@ def main() -> None:
     keys = public_keys(key.public_jwks)
     tokens = [issuer.issue(SIGNER, f"{n:064x}", 1800) for n in range(ROUNDS)]
     cold = TokenVerifier(keys, cache_size=0)
+    signer = new_signer_key("bench-signer")
+    signer_tokens = [signer.issuer().issue(SIGNER, f"{n:064x}", 1800) for n in range(ROUNDS)]
+    signer_cold = TokenVerifier(signer_secret_keys(signer.secret_jwks), cache_size=0)
     warm = TokenVerifier(keys)
     for token in tokens:
         warm.verify(token, SIGNER)
-    public_key = keys["bench"]
+    public_key = keys["bench"].key
     rows = {
         "issue (auth-gateway)": per_call(lambda n: issuer.issue(SIGNER, "s" * 64, 1800)),
         "python-jose decode alone": per_call(
@@ -48,15 +57,18 @@ def main() -> None:
                 tokens[n], public_key, algorithms=["ES256"], audience=SIGNER, issuer="paraphe"
             )
         ),
-        "verify, distinct tokens (cold)": per_call(lambda n: cold.verify(tokens[n], SIGNER)),
+        "verify ES256, distinct tokens (cold)": per_call(lambda n: cold.verify(tokens[n], SIGNER)),
+        "verify HS256 signer token (cold)": per_call(
+            lambda n: signer_cold.verify(signer_tokens[n], SIGNER)
+        ),
         "verify, token seen before (cached)": per_call(lambda n: warm.verify(tokens[n], SIGNER)),
     }
     machine = (
         f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}"
     )
-    print(f"Token verification, {machine}")  # noqa: T201
+    print(f"Token verification, {machine}")
     for name, micros in rows.items():
-        print(f"  {name:<38} {micros:8.1f} µs   {1e6 / micros:>10,.0f} /s per core")  # noqa: T201
+        print(f"  {name:<40} {micros:8.1f} µs   {1e6 / micros:>10,.0f} /s per core")
     results = Path(__file__).parent / "results"
     results.mkdir(exist_ok=True)
     (results / "tokens.json").write_text(

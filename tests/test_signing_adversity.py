@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from paraphe_common.petition_states import PetitionState, publish_state
 from paraphe_common.streams import petitions_bucket
-from paraphe_common.tokens import SIGNER, TokenIssuer
+from paraphe_common.tokens import SIGNER
 from paraphe_devstack.binaries import Binaries
 from paraphe_devstack.keys import DevSecrets
 from paraphe_devstack.servers import remove_tree
@@ -71,8 +71,7 @@ async def new_open_petition(stack: Stack) -> str:
 
 def signer_tokens(stack: Stack, count: int, prefix: str) -> dict[str, str]:
     """Signer keys and their tokens, as auth-gateway issues them after FranceConnect."""
-    key = DevSecrets.load_or_create(stack.state_dir / "secrets.json").signing_key
-    issuer = TokenIssuer(key.private_pem, key.kid)
+    issuer = DevSecrets.load_or_create(stack.state_dir / "secrets.json").signer_key.issuer()
     return {
         f"{prefix}{n:06d}": issuer.issue(SIGNER, f"{prefix}{n:06d}", 3600) for n in range(count)
     }

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from paraphe_devstack.keys import SigningKey
+from paraphe_devstack.keys import SignerKey, SigningKey
 from paraphe_devstack.servers import NatsServer, RedisServer, free_port, port_answers
 
 SLOW_SERVICE = Path(__file__).with_name("slow_service.py")
@@ -119,7 +119,7 @@ def test_unreachable_database_at_start_ends_with_one_line(signing_key: SigningKe
 
 
 def test_unreachable_nats_at_start_ends_with_one_line(
-    redis_server: RedisServer, signing_key: SigningKey
+    redis_server: RedisServer, signing_key: SigningKey, signer_key: SignerKey
 ) -> None:
     port = free_port()
     done = run_service(
@@ -128,6 +128,8 @@ def test_unreachable_nats_at_start_ends_with_one_line(
         nats_url=f"nats://127.0.0.1:{port}",
         nats_connect_timeout="1",
         token_verification_keys=signing_key.public_jwks,
+        signer_token_keys=signer_key.secret_jwks,
+        signer_token_key_id=signer_key.kid,
     )
     assert done.returncode == 1
     assert_one_clear_line(done, f"NATS at 127.0.0.1:{port} is unreachable")
@@ -149,6 +151,7 @@ def test_a_real_service_stops_cleanly_on_sigterm(
     nats_server: NatsServer,
     database_url: str,
     signing_key: SigningKey,
+    signer_key: SignerKey,
 ) -> None:
     port = free_port()
     settings = {
@@ -158,6 +161,8 @@ def test_a_real_service_stops_cleanly_on_sigterm(
         "nats_url": nats_server.url,
         "database_url": database_url,
         "token_verification_keys": signing_key.public_jwks,
+        "signer_token_keys": signer_key.secret_jwks,
+        "signer_token_key_id": signer_key.kid,
     }
     with service_process([sys.executable, "-m", module], service_env(**settings)) as process:
         wait_for_port(port, process)

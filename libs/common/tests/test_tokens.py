@@ -18,8 +18,9 @@ from paraphe_common.tokens import (
     TokenIssuer,
     TokenVerifier,
     public_keys,
+    signer_secret_keys,
 )
-from paraphe_devstack.keys import SigningKey, new_signing_key
+from paraphe_devstack.keys import SignerKey, SigningKey, new_signer_key, new_signing_key
 
 KEY = new_signing_key("current")
 OTHER_KEY = new_signing_key("current")  # same kid, different key: a forger's
@@ -162,3 +163,51 @@ def test_a_private_key_is_refused_as_a_verification_key() -> None:
     private["kid"] = "leaked"
     with pytest.raises(ValueError, match="public"):
         public_keys(json.dumps({"keys": [private]}))
+
+
+def signer_verifier(signer: SignerKey) -> TokenVerifier:
+    return TokenVerifier(public_keys(KEY.public_jwks) | signer_secret_keys(signer.secret_jwks))
+
+
+def test_signer_tokens_are_macs_under_the_signer_secret() -> None:
+    signer = new_signer_key("signer-1")
+    token = signer.issuer().issue(SIGNER, "k" * 64, 600, pv="1")
+    assert jwt.get_unverified_header(token)["alg"] == "HS256"
+    assert signer_verifier(signer).verify(token, SIGNER).subject == "k" * 64
+
+
+def test_a_signer_secret_cannot_vouch_for_any_other_audience() -> None:
+    signer = new_signer_key("signer-1")
+    staff = signer.issuer().issue(STAFF, "intruder", 600, roles=frozenset({MODERATOR}))
+    with pytest.raises(InvalidToken, match="audience"):
+        signer_verifier(signer).verify(staff, STAFF, role=MODERATOR)
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        pytest.param(
+            lambda signer: new_signer_key(signer.kid).issuer().issue(SIGNER, "s", 60),
+            id="another secret under the signer kid",
+        ),
+        pytest.param(
+            lambda signer: jwt.encode(
+                claims(), json.loads(signer.secret_jwks)["keys"][0]["k"], algorithm="HS256",
+                headers={"kid": KEY.kid},
+            ),
+            id="HS256 under the kid of the EC key",
+        ),
+        pytest.param(
+            lambda signer: signed(claims(), kid=signer.kid), id="ES256 under the signer kid"
+        ),
+    ],
+)  # fmt: skip
+def test_algorithms_are_bound_to_their_keys(forge: Callable[[SignerKey], str]) -> None:
+    signer = new_signer_key("signer-1")
+    with pytest.raises(InvalidToken):
+        signer_verifier(signer).verify(forge(signer), SIGNER)
+
+
+def test_signer_secrets_must_be_long_secrets() -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        signer_secret_keys('{"keys": [{"kty": "oct", "kid": "x", "k": "c2hvcnQ"}]}')

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestServer
 from paraphe_auth_gateway.app import create_app
 from paraphe_auth_gateway.settings import AuthGatewaySettings
 from paraphe_devstack.browser import Browser
-from paraphe_devstack.keys import SigningKey, new_pepper
+from paraphe_devstack.keys import SignerKey, SigningKey, new_pepper
 from paraphe_devstack.rogue_provider import RogueProvider, RogueSetup
 from paraphe_devstack.servers import RedisServer, free_port
 
@@ -29,6 +29,7 @@ def gateway_settings(
     port: int,
     redis_url: str,
     signing_key: SigningKey,
+    signer_key: SignerKey,
     franceconnect_issuer: str,
     staff_issuer: str,
     catalog_url: str,
@@ -40,6 +41,8 @@ def gateway_settings(
         token_signing_key=signing_key.private_pem,
         token_signing_key_id=signing_key.kid,
         token_verification_keys=signing_key.public_jwks,
+        signer_token_keys=signer_key.secret_jwks,
+        signer_token_key_id=signer_key.kid,
         franceconnect_issuer=franceconnect_issuer,
         franceconnect_client_id=CLIENT_ID,
         franceconnect_client_secret=client_secret,
@@ -85,6 +88,7 @@ async def servers() -> AsyncIterator[list[TestServer]]:
 async def rogue(
     redis_server: RedisServer,
     signing_key: SigningKey,
+    signer_key: SignerKey,
     servers: list[TestServer],
     browser_factory: Callable[[str], Browser],
 ) -> RogueSetup:
@@ -97,6 +101,7 @@ async def rogue(
         port=gateway_port,
         redis_url=redis_server.url,
         signing_key=signing_key,
+        signer_key=signer_key,
         franceconnect_issuer=issuer,
         staff_issuer=issuer,
         catalog_url="http://127.0.0.1:1",

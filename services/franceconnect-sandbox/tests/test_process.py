@@ -56,6 +56,7 @@ async def test_a_full_sign_in_logs_no_personal_data_nor_credentials() -> None:
         sandbox_issuer=issuer,
         sandbox_clients=json.dumps(CLIENTS),
         log_level="DEBUG",
+        access_log="true",  # every line a request can write is searched
     )
     with subprocess.Popen(
         [sys.executable, "-m", "paraphe_franceconnect_sandbox"],

@@ -7,7 +7,7 @@ from pytest_aiohttp import AiohttpClient
 
 from paraphe_common.tokens import MODERATOR, SIGNER, STAFF, TokenIssuer
 from paraphe_devstack.checks import assert_probes_answer
-from paraphe_devstack.keys import SigningKey, new_signing_key
+from paraphe_devstack.keys import SigningKey, new_signer_key, new_signing_key
 from paraphe_devstack.servers import NatsServer
 from paraphe_moderation.app import create_app
 from paraphe_moderation.settings import ModerationSettings
@@ -53,7 +53,7 @@ IssueToken = Callable[[SigningKey], str]
     [
         pytest.param(lambda key: "", 401, id="no token"),
         pytest.param(
-            lambda key: TokenIssuer(key.private_pem, key.kid).issue(SIGNER, "s" * 64, 600),
+            lambda key: new_signer_key().issuer().issue(SIGNER, "s" * 64, 600),
             401,
             id="a citizen's signer token",
         ),

@@ -16,7 +16,7 @@ from pytest_aiohttp import AiohttpClient
 from paraphe_common.petition_states import PetitionState, publish_state
 from paraphe_common.streams import SIGNATURES, petitions_bucket
 from paraphe_common.tokens import SIGNER, TokenIssuer
-from paraphe_devstack.keys import SigningKey
+from paraphe_devstack.keys import SignerKey, SigningKey
 from paraphe_devstack.servers import NatsServer, RedisServer
 from paraphe_signature_intake.app import create_app
 from paraphe_signature_intake.settings import SignatureIntakeSettings
@@ -64,6 +64,7 @@ async def intake(
     redis_server: RedisServer,
     nats_server: NatsServer,
     signing_key: SigningKey,
+    signer_key: SignerKey,
     jetstream: JetStreamContext,
     aiohttp_client: AiohttpClient,
 ) -> IntakeUnderTest:
@@ -81,10 +82,12 @@ async def intake(
         redis_url=redis_server.url,
         nats_url=nats_server.url,
         token_verification_keys=signing_key.public_jwks,
+        signer_token_keys=signer_key.secret_jwks,
+        signer_token_key_id=signer_key.kid,
         signer_attempts_per_minute=1000,
     )
     client = await aiohttp_client(create_app(settings))
-    return IntakeUnderTest(client, jetstream, TokenIssuer(signing_key.private_pem, signing_key.kid))
+    return IntakeUnderTest(client, jetstream, signer_key.issuer())
 
 
 @pytest.fixture

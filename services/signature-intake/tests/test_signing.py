@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 
 from paraphe_common.tokens import AUTHOR, TokenIssuer
 from paraphe_devstack.checks import assert_probes_answer
-from paraphe_devstack.keys import SigningKey, new_signing_key
+from paraphe_devstack.keys import SigningKey, new_signer_key
 from paraphe_devstack.servers import NatsServer, RedisServer
 from paraphe_signature_intake.signatures import PENDING, dedupe_key, mark_key
 
@@ -85,7 +85,7 @@ async def test_signing_without_a_signer_token_is_401(
 ) -> None:
     url = f"/api/petitions/{open_petition}/signatures"
     author = TokenIssuer(signing_key.private_pem, signing_key.kid).issue(AUTHOR, "a" * 64, 60)
-    forged = TokenIssuer(new_signing_key(signing_key.kid).private_pem, signing_key.kid)
+    forged = new_signer_key("test-signer").issuer()  # the right kid, another secret
     for headers in (
         {},
         {"Authorization": f"Bearer {author}"},

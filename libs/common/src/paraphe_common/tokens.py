@@ -1,8 +1,14 @@
 """Platform tokens: issued by auth-gateway, verified by every service with one function.
 
-Tokens are ES256 JWTs issued with python-jose. auth-gateway alone holds the private key;
-the others hold the public JWK set (``PARAPHE_TOKEN_VERIFICATION_KEYS``), which may list
-several keys by ``kid`` so keys can be rotated without a flag day.
+Tokens are JWTs issued with python-jose. Author, staff and service tokens are ES256:
+auth-gateway alone holds the private key, every service the public JWK set
+(``PARAPHE_TOKEN_VERIFICATION_KEYS``). Signer tokens have a single verifier, signature-intake,
+so they are HS256 under a secret only auth-gateway and intake hold
+(``PARAPHE_SIGNER_TOKEN_KEYS``): intake could publish signatures anyway, so holding the secret
+gives it no new power, and no other service has it. Each key is bound by its ``kid`` to one
+algorithm (an EC key to ES256, a secret to HS256) and a secret to the signer audience alone,
+so neither algorithm confusion nor a signer secret minting a staff token is possible. Both sets
+may list several keys by ``kid``, so keys rotate without a flag day.
 
 Verification sits on the signing hot path. python-jose with a key object built once per
 ``kid`` costs about 85 µs on the 2-core reference machine, nearly all of it the ECDSA check
@@ -29,6 +35,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from paraphe_common.settings import ENV_PREFIX
 
 ALGORITHM: Final = "ES256"
+SIGNER_ALGORITHM: Final = "HS256"
 ISSUER: Final = "paraphe"
 
 # Audiences: a token made for one use is refused for any other.
@@ -44,6 +51,7 @@ ADMIN: Final = "admin"
 STAFF_ROLES: Final = frozenset({MODERATOR, COMMITTEE_SECRETARIAT, ADMIN})
 
 _LEEWAY_SECONDS: Final = 30
+_REGISTERED_CLAIMS: Final = frozenset({"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "roles"})
 
 
 class InvalidToken(Exception):
@@ -71,6 +79,16 @@ class TokenVerificationSettings(BaseSettings):
     token_cache_size: int = Field(default=100_000, ge=0)
 
 
+class SignerTokenSettings(BaseSettings):
+    """For auth-gateway and signature-intake only."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    # A JWK set (JSON) of secret ("oct") keys; new signer tokens use signer_token_key_id.
+    signer_token_keys: SecretStr
+    signer_token_key_id: str = Field(min_length=1)
+
+
 class TokenSigningSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
 
@@ -79,20 +97,42 @@ class TokenSigningSettings(BaseSettings):
     token_signing_key_id: str = Field(min_length=1)
 
 
-def public_keys(jwks_json: str) -> dict[str, Key]:
-    """The verification keys of a JWK set, by kid; only EC P-256 signing keys are taken."""
+@dataclass(frozen=True)
+class VerificationKey:
+    key: Key
+    algorithm: str
+    audiences: frozenset[str] | None  # None: any audience
+
+
+def _jwk_entries(jwks_json: str) -> list[dict[str, Any]]:
     try:
-        document = json.loads(jwks_json)
-        entries = document["keys"]
+        entries = json.loads(jwks_json)["keys"]
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError('not a JWK set: expected {"keys": [...]}') from exc
-    keys: dict[str, Key] = {}
-    for entry in entries:
+    if not isinstance(entries, list) or not entries:
+        raise ValueError("the JWK set holds no key")
+    return entries
+
+
+def public_keys(jwks_json: str) -> dict[str, VerificationKey]:
+    """The verification keys of a JWK set, by kid; only public EC P-256 keys are taken."""
+    keys: dict[str, VerificationKey] = {}
+    for entry in _jwk_entries(jwks_json):
         if entry.get("kty") != "EC" or entry.get("crv") != "P-256" or "d" in entry:
             raise ValueError("every verification key must be a public EC P-256 key")
-        keys[str(entry["kid"])] = jwk.construct(entry, ALGORITHM)
-    if not keys:
-        raise ValueError("the JWK set holds no key")
+        keys[str(entry["kid"])] = VerificationKey(jwk.construct(entry, ALGORITHM), ALGORITHM, None)
+    return keys
+
+
+def signer_secret_keys(jwks_json: str) -> dict[str, VerificationKey]:
+    """The secret keys of signer tokens, by kid: HS256, for the signer audience only."""
+    keys: dict[str, VerificationKey] = {}
+    for entry in _jwk_entries(jwks_json):
+        if entry.get("kty") != "oct" or len(str(entry.get("k", ""))) < 43:  # 32 bytes, base64url
+            raise ValueError("every signer token key must be a secret of 32 bytes or more")
+        keys[str(entry["kid"])] = VerificationKey(
+            jwk.construct(entry, SIGNER_ALGORITHM), SIGNER_ALGORITHM, frozenset({SIGNER})
+        )
     return keys
 
 
@@ -101,7 +141,7 @@ class TokenVerifier:
 
     def __init__(
         self,
-        keys: Mapping[str, Key],
+        keys: Mapping[str, VerificationKey],
         *,
         cache_size: int = 100_000,
         clock: Callable[[], float] = time.time,
@@ -113,9 +153,13 @@ class TokenVerifier:
 
     @classmethod
     def from_settings(cls, settings: TokenVerificationSettings) -> TokenVerifier:
-        return cls(
-            public_keys(settings.token_verification_keys), cache_size=settings.token_cache_size
-        )
+        keys = public_keys(settings.token_verification_keys)
+        if isinstance(settings, SignerTokenSettings):
+            secrets = signer_secret_keys(settings.signer_token_keys.get_secret_value())
+            if secrets.keys() & keys.keys():
+                raise ValueError("a kid names both a public key and a signer secret")
+            keys |= secrets
+        return cls(keys, cache_size=settings.token_cache_size)
 
     def verify(self, token: str, audience: str, *, role: str | None = None) -> Claims:
         claims = self._cache.get(token)
@@ -134,14 +178,14 @@ class TokenVerifier:
             header = jwt.get_unverified_header(token)
         except JWTError as exc:
             raise InvalidToken("malformed token") from exc
-        key = self._keys.get(str(header.get("kid")))
-        if key is None or header.get("alg") != ALGORITHM:
+        signing_key = self._keys.get(str(header.get("kid")))
+        if signing_key is None or header.get("alg") != signing_key.algorithm:
             raise InvalidToken("unknown key or algorithm")
         try:
             payload = jwt.decode(
                 token,
-                key,
-                algorithms=[ALGORITHM],
+                signing_key.key,
+                algorithms=[signing_key.algorithm],
                 issuer=ISSUER,
                 options={
                     # The audience is checked against the caller's, below; times against our
@@ -165,16 +209,17 @@ class TokenVerifier:
         audience = payload.get("aud")
         if not isinstance(audience, str):
             raise InvalidToken("token has no single audience")
+        if signing_key.audiences is not None and audience not in signing_key.audiences:
+            raise InvalidToken("this key does not sign tokens for that audience")
         roles = payload.get("roles", [])
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise InvalidToken("malformed roles")
-        known = {"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "roles"}
         return Claims(
             subject=str(payload["sub"]),
             audience=audience,
             expires_at=expires_at,
             roles=frozenset(roles),
-            extra={k: v for k, v in payload.items() if k not in known},
+            extra={k: v for k, v in payload.items() if k not in _REGISTERED_CLAIMS},
         )
 
     def _expired(self, expires_at: int) -> bool:
@@ -191,13 +236,27 @@ class TokenVerifier:
 class TokenIssuer:
     """auth-gateway's side: signs platform tokens."""
 
-    def __init__(self, private_key_pem: str, key_id: str) -> None:
-        self._key = jwk.construct(private_key_pem, ALGORITHM)
+    def __init__(self, private_key_pem: str, key_id: str, algorithm: str = ALGORITHM) -> None:
+        self._key = jwk.construct(private_key_pem, algorithm)
         self._key_id = key_id
+        self._algorithm = algorithm
 
     @classmethod
     def from_settings(cls, settings: TokenSigningSettings) -> TokenIssuer:
         return cls(settings.token_signing_key.get_secret_value(), settings.token_signing_key_id)
+
+    @classmethod
+    def for_signers(cls, settings: SignerTokenSettings) -> TokenIssuer:
+        """The issuer of signer tokens, under the current signer secret."""
+        entries = _jwk_entries(settings.signer_token_keys.get_secret_value())
+        current = [e for e in entries if str(e.get("kid")) == settings.signer_token_key_id]
+        if not current:
+            raise ValueError("PARAPHE_SIGNER_TOKEN_KEY_ID names no key of the set")
+        issuer = cls.__new__(cls)
+        issuer._key = jwk.construct(current[0], SIGNER_ALGORITHM)
+        issuer._key_id = settings.signer_token_key_id
+        issuer._algorithm = SIGNER_ALGORITHM
+        return issuer
 
     def issue(
         self,
@@ -221,5 +280,5 @@ class TokenIssuer:
         if roles:
             payload["roles"] = sorted(roles)
         return str(
-            jwt.encode(payload, self._key, algorithm=ALGORITHM, headers={"kid": self._key_id})
+            jwt.encode(payload, self._key, algorithm=self._algorithm, headers={"kid": self._key_id})
         )

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from paraphe_devstack.binaries import Binaries, ensure_binaries
-from paraphe_devstack.keys import SigningKey, new_signing_key
+from paraphe_devstack.keys import SignerKey, SigningKey, new_signer_key, new_signing_key
 from paraphe_devstack.servers import (
     NatsServer,
     PostgresServer,
@@ -71,3 +71,9 @@ def nats_server(binaries: Binaries, tmp_path: Path) -> Iterator[NatsServer]:
 def signing_key() -> SigningKey:
     """The platform-token key of a test session (auth-gateway signs, the others verify)."""
     return new_signing_key("test-key")
+
+
+@pytest.fixture(scope="session")
+def signer_key() -> SignerKey:
+    """The secret of signer tokens in a test session (auth-gateway MACs, intake verifies)."""
+    return new_signer_key("test-signer")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 from dataclasses import asdict, dataclass
@@ -10,6 +11,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jose import jwk
+
+from paraphe_common.tokens import SignerTokenSettings, TokenIssuer
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,31 @@ def new_pepper() -> str:
 
 
 @dataclass(frozen=True)
+class SignerKey:
+    """The secret signer tokens are MACed with (auth-gateway and signature-intake only)."""
+
+    kid: str
+    secret_jwks: str  # a JWK set holding one "oct" key
+
+    def issuer(self) -> TokenIssuer:
+        return TokenIssuer.for_signers(
+            SignerTokenSettings(signer_token_keys=self.secret_jwks, signer_token_key_id=self.kid)
+        )
+
+
+def new_signer_key(kid: str | None = None) -> SignerKey:
+    kid = kid or f"signer-{secrets.token_hex(4)}"
+    secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+    entry = {"kty": "oct", "kid": kid, "alg": "HS256", "use": "sig", "k": secret}
+    return SignerKey(kid, json.dumps({"keys": [entry]}))
+
+
+@dataclass(frozen=True)
 class DevSecrets:
     """What a local stack needs that must not be committed, made once per state directory."""
 
     signing_key: SigningKey
+    signer_key: SignerKey
     pepper: str
     franceconnect_client_secret: str
     staff_client_secret: str
@@ -55,14 +79,17 @@ class DevSecrets:
     def load_or_create(cls, path: Path) -> DevSecrets:
         if path.exists():
             stored = json.loads(path.read_text())
-            return cls(
-                SigningKey(**stored["signing_key"]),
-                stored["pepper"],
-                stored["franceconnect_client_secret"],
-                stored["staff_client_secret"],
-            )
-        made = cls(new_signing_key(), new_pepper(), new_pepper(), new_pepper())
+            if "signer_key" in stored:  # made before signer tokens had their own secret: remake
+                return cls(
+                    SigningKey(**stored["signing_key"]),
+                    SignerKey(**stored["signer_key"]),
+                    stored["pepper"],
+                    stored["franceconnect_client_secret"],
+                    stored["staff_client_secret"],
+                )
+        made = cls(new_signing_key(), new_signer_key(), new_pepper(), new_pepper(), new_pepper())
         path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
         path.touch(mode=0o600)
         path.write_text(json.dumps(asdict(made)))
         return made

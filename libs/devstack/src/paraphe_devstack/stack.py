@@ -208,6 +208,11 @@ class Stack:
                 (STAFF_CLIENT_ID, secrets.staff_client_secret),
             )
         ]
+        if spec.name in {"auth-gateway", "signature-intake"}:
+            env.update(
+                PARAPHE_SIGNER_TOKEN_KEYS=secrets.signer_key.secret_jwks,
+                PARAPHE_SIGNER_TOKEN_KEY_ID=secrets.signer_key.kid,
+            )
         if spec.name == "auth-gateway":
             env.update(
                 PARAPHE_TOKEN_SIGNING_KEY=secrets.signing_key.private_pem,

@@ -24,6 +24,7 @@ class Gateway:
     settings: AuthGatewaySettings
     providers: dict[str, Provider]
     issuer: TokenIssuer
+    signer_issuer: TokenIssuer
     catalog: Catalog
     sign_ins: Counter
 
@@ -46,7 +47,7 @@ class Gateway:
 
     def issue_signer_token(self, subject: str) -> str:
         """A token carrying the signer key only: no name, no birth date, no ``sub``."""
-        return self.issuer.issue(
+        return self.signer_issuer.issue(
             SIGN.audience,
             signer_key(self.current_pepper, subject),
             self.settings.signer_token_lifetime,
@@ -126,6 +127,7 @@ def gateway_context(settings: AuthGatewaySettings, registry: CollectorRegistry) 
                     ),
                 },
                 issuer=issuer,
+                signer_issuer=TokenIssuer.for_signers(settings),
                 catalog=Catalog(str(settings.catalog_url), http, issuer),
                 sign_ins=sign_in_metrics(registry),
             )

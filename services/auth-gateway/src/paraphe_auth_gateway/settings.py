@@ -3,7 +3,12 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, HttpUrl, Json, SecretStr
 
 from paraphe_common.settings import RedisSettings, ServiceSettings
-from paraphe_common.tokens import STAFF_ROLES, TokenSigningSettings, TokenVerificationSettings
+from paraphe_common.tokens import (
+    STAFF_ROLES,
+    SignerTokenSettings,
+    TokenSigningSettings,
+    TokenVerificationSettings,
+)
 
 
 def _known_roles(allowlist: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -23,7 +28,11 @@ def _versioned_peppers(peppers: dict[str, SecretStr]) -> dict[str, SecretStr]:
 
 
 class AuthGatewaySettings(
-    ServiceSettings, RedisSettings, TokenSigningSettings, TokenVerificationSettings
+    ServiceSettings,
+    RedisSettings,
+    TokenSigningSettings,
+    TokenVerificationSettings,
+    SignerTokenSettings,
 ):
     """Read once from the PARAPHE_* environment at start."""
 

@@ -1,11 +1,11 @@
 from pydantic import Field
 
 from paraphe_common.settings import NatsSettings, RedisSettings, ServiceSettings
-from paraphe_common.tokens import TokenVerificationSettings
+from paraphe_common.tokens import SignerTokenSettings, TokenVerificationSettings
 
 
 class SignatureIntakeSettings(
-    ServiceSettings, RedisSettings, NatsSettings, TokenVerificationSettings
+    ServiceSettings, RedisSettings, NatsSettings, TokenVerificationSettings, SignerTokenSettings
 ):
     """Read once from the PARAPHE_* environment at start."""
 
