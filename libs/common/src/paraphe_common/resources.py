@@ -90,7 +90,6 @@ def redis(settings: RedisSettings) -> CleanupContext:
         client = aioredis.from_url(
             url,
             socket_connect_timeout=settings.redis_connect_timeout,
-            health_check_interval=10,
         )
         try:
             await client.ping()

@@ -30,8 +30,8 @@ class IntakeMetrics:
             ["reason"],
             registry=registry,
         )
-        for outcome in Outcome:
-            self.outcomes.labels(outcome.value)
+        # Resolved once: a labels() lookup takes a lock at every request.
+        self.by_outcome = {outcome: self.outcomes.labels(outcome.value) for outcome in Outcome}
 
 
 @dataclass
@@ -64,5 +64,6 @@ def intake_context(settings: SignatureIntakeSettings) -> CleanupContext:
             metrics=IntakeMetrics(app[METRICS]),
         )
         yield
+        await app[INTAKE].core.promotions.drain()
 
     return intake
