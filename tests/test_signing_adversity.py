@@ -4,10 +4,8 @@ exactly once, and nobody twice, whatever is killed, flushed or restarted meanwhi
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 
 import aiohttp
 import asyncpg
@@ -20,8 +18,7 @@ from paraphe_common.streams import petitions_bucket
 from paraphe_common.tokens import SIGNER
 from paraphe_devstack.binaries import Binaries
 from paraphe_devstack.keys import DevSecrets
-from paraphe_devstack.servers import remove_tree
-from paraphe_devstack.stack import Stack, StackPorts
+from paraphe_devstack.stack import Stack, temporary_stack
 from paraphe_signature_intake.signatures import dedupe_key
 
 pytestmark = pytest.mark.stack
@@ -32,13 +29,8 @@ RETRYABLE = {502, 503, 504}
 @pytest.fixture(scope="module")
 def chaos_stack(binaries: Binaries) -> Iterator[Stack]:
     """A stack of its own: these tests kill its processes."""
-    state_dir = Path(tempfile.mkdtemp(prefix="paraphe-test-chaos-"))
-    state_dir.chmod(0o755)
-    stack = Stack(state_dir, StackPorts.free(), binaries, durable=False)
-    stack.start()
-    yield stack
-    stack.stop()
-    remove_tree(state_dir)
+    with temporary_stack(binaries) as stack:
+        yield stack
 
 
 async def new_open_petition(stack: Stack) -> str:

@@ -1,16 +1,13 @@
 """The whole local stack, as ``make run`` starts it, answers through the proxy."""
 
 import json
-import tempfile
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from paraphe_devstack.binaries import Binaries
-from paraphe_devstack.servers import remove_tree
-from paraphe_devstack.stack import SERVICES, Stack, StackPorts
+from paraphe_devstack.stack import SERVICES, Stack, temporary_stack
 
 pytestmark = pytest.mark.stack
 
@@ -78,16 +75,9 @@ def stack_requests(stack: Stack, service: str) -> float:
 
 
 def test_every_process_stops_cleanly(binaries: Binaries) -> None:
-    state_dir = Path(tempfile.mkdtemp(prefix="paraphe-test-stack-"))
-    state_dir.chmod(0o755)
-    stack = Stack(state_dir, StackPorts.free(), binaries, durable=False)
-    stack.start()
-    processes = [*stack.services.values()]
-    try:
+    with temporary_stack(binaries) as stack:
+        processes = [*stack.services.values()]
         stack.stop()
         assert {p.name: p.process.returncode for p in processes if p.process} == {
             spec.name: 0 for spec in SERVICES
         }
-    finally:
-        stack.stop()
-        remove_tree(state_dir)

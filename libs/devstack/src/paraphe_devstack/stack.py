@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from paraphe_devstack.servers import (
     free_port,
     log_tail,
     port_answers,
+    remove_tree,
 )
 
 DATABASE = "paraphe"
@@ -320,3 +323,18 @@ class Stack:
             process = self._started.pop()
             self.say(f"stopping {process.name}")
             process.stop()
+
+
+@contextlib.contextmanager
+def temporary_stack(binaries: Binaries) -> Iterator[Stack]:
+    """A whole stack on free ports under a directory of its own, removed afterwards (tests)."""
+    # Not under pytest's tmp_path: PostgreSQL runs as its own account and must reach its data.
+    state_dir = Path(tempfile.mkdtemp(prefix="paraphe-test-stack-"))
+    state_dir.chmod(0o755)
+    stack = Stack(state_dir, StackPorts.free(), binaries, durable=False)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+        remove_tree(state_dir)
