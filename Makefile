@@ -57,6 +57,7 @@ test: lint typecheck pytest ## everything CI runs
 bench: install ## benchmarks (not tests): print tables, write bench/results/*.json
 	$(BIN)/python bench/tokens.py
 	$(BIN)/python bench/intake.py
+	$(BIN)/python bench/memory.py
 
 clean: ## remove the environment and the local stack's state
 	rm -rf $(VENV) $(TOOLS) .paraphe .mypy_cache .ruff_cache .pytest_cache
