@@ -145,6 +145,8 @@ async def test_signing_goes_on_while_redis_is_down(
 ) -> None:
     redis_server.stop()
     assert (await intake.sign(open_petition, "during-outage"))[0] == 202
+    metrics = await (await intake.client.get("/metrics")).text()
+    assert "signature_intake_redis_unavailable_total 1.0" in metrics
     # Without Redis a repeat within JetStream's window is still recognised.
     assert (await intake.sign(open_petition, "during-outage"))[0] in {200, 202}
     assert await intake.stored_signatures() == 1

@@ -30,6 +30,11 @@ class IntakeMetrics:
             ["reason"],
             registry=registry,
         )
+        self.redis_unavailable = Counter(
+            "signature_intake_redis_unavailable",
+            "Signatures taken without Redis (deduplicated by JetStream and PostgreSQL only).",
+            registry=registry,
+        )
         # Resolved once: a labels() lookup takes a lock at every request.
         self.by_outcome = {outcome: self.outcomes.labels(outcome.value) for outcome in Outcome}
 
@@ -40,12 +45,6 @@ class IntakeContext:
     limit: SignerRateLimit
     metrics: IntakeMetrics
 
-    async def accept(self, petition_id: str, key: str) -> Outcome:
-        return await self.core.accept(petition_id, key)
-
-    async def has_signed(self, petition_id: str, key: str) -> bool:
-        return await self.core.has_signed(petition_id, key)
-
 
 INTAKE = web.AppKey("intake", IntakeContext)
 
@@ -53,15 +52,17 @@ INTAKE = web.AppKey("intake", IntakeContext)
 def intake_context(settings: SignatureIntakeSettings) -> CleanupContext:
     async def intake(app: web.Application) -> AsyncIterator[None]:
         await ensure_signatures_stream(app[JETSTREAM], settings.nats_stream_replicas)
+        metrics = IntakeMetrics(app[METRICS])
         app[INTAKE] = IntakeContext(
             core=Intake(
                 app[REDIS],
                 app[JETSTREAM],
                 pending_ttl=settings.pending_ttl,
                 publish_timeout=settings.publish_timeout,
+                redis_unavailable=metrics.redis_unavailable.inc,
             ),
             limit=SignerRateLimit(settings.signer_attempts_per_minute),
-            metrics=IntakeMetrics(app[METRICS]),
+            metrics=metrics,
         )
         yield
         await app[INTAKE].core.promotions.drain()

@@ -22,6 +22,7 @@ import enum
 import hashlib
 import hmac
 import logging
+from collections.abc import Callable
 
 import nats.errors
 import redis.asyncio as aioredis
@@ -151,6 +152,7 @@ class Intake:
         *,
         pending_ttl: int,
         publish_timeout: float,
+        redis_unavailable: Callable[[], None] = lambda: None,
     ) -> None:
         self._redis = redis
         self._jetstream = jetstream
@@ -158,7 +160,7 @@ class Intake:
         self._publish_timeout = publish_timeout
         self.marks = Marks(redis, pending_ttl)
         self.promotions = Promotions(redis)
-        self.redis_failures = 0
+        self._redis_unavailable = redis_unavailable
 
     async def accept(self, petition_id: str, key: str) -> Outcome:
         mark = mark_key(petition_id, key)
@@ -167,7 +169,7 @@ class Intake:
             previous = await self._redis.set(mark, PENDING, nx=True, ex=self._pending_ttl, get=True)
         except (RedisError, OSError) as exc:
             redis_answers, previous = False, None
-            self.redis_failures += 1
+            self._redis_unavailable()
             log.warning("Redis unavailable, deduplicating with JetStream only: %r", exc)
         if previous == SIGNED:
             return Outcome.ALREADY_SIGNED

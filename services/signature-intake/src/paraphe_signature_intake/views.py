@@ -46,7 +46,7 @@ async def sign(request: web.Request) -> web.Response:
             headers={"Retry-After": str(wait)},
         )
     try:
-        outcome = await intake.accept(petition_id, dedupe_key(claims.subject, petition_id))
+        outcome = await intake.core.accept(petition_id, dedupe_key(claims.subject, petition_id))
     except JetStreamUnavailable:
         intake.metrics.refused.labels("jetstream-unavailable").inc()
         raise Problem(
@@ -76,7 +76,7 @@ async def my_signature(request: web.Request) -> web.Response:
     if request.app[PETITION_STATES].get(petition_id) is None:
         raise Problem(404, "Cette pétition n'existe pas.", kind="petition-not-found")
     try:
-        signed = await intake.has_signed(petition_id, dedupe_key(claims.subject, petition_id))
+        signed = await intake.core.has_signed(petition_id, dedupe_key(claims.subject, petition_id))
     except (RedisError, OSError) as exc:
         raise Problem(
             503, "Impossible de le vérifier pour le moment.", headers={"Retry-After": "2"}
