@@ -9,6 +9,10 @@ PYTHON ?= python3
 UV_VERSION := 0.13.9
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
+# checkov checks the Kubernetes manifests; it pins old versions of packaging and pytest, so it
+# lives in an environment of its own rather than in uv.lock.
+CHECKOV_VERSION := 3.3.30
+CHECKOV := $(TOOLS)/checkov/bin/checkov
 VENV := .venv
 BIN := $(VENV)/bin
 # Never download a Python: the machine's 3.11 is the one the lock was made for.
@@ -17,7 +21,7 @@ export UV_PYTHON_DOWNLOADS := never
 # different services may share file names.
 TYPED := libs/common libs/devstack $(wildcard services/*) tests bench
 
-.PHONY: help install run stop test lint format typecheck pytest bench clean
+.PHONY: help install run stop test lint format typecheck pytest bench loadtest clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,7 +34,22 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml s
 	$(UV) sync --frozen --all-packages
 	@touch $@
 
-install: $(VENV)/.synced ## install the Python environment from uv.lock
+# The pages' front-end packages (the DSFR, axe-core for the browser tests), from web/package-lock.json.
+# npm comes from Debian when missing; @gouvfr/dsfr's install script reads web/.dsfr.yml.
+web/node_modules/.installed: web/package.json web/package-lock.json web/.dsfr.yml
+	@command -v npm >/dev/null || { echo "installing npm (Debian package)"; \
+		sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo -n ); $$sudo apt-get update -qq \
+		&& $$sudo apt-get install -y -qq --no-install-recommends npm; }
+	cd web && npm ci --no-audit --no-fund
+	@touch $@
+
+install: $(VENV)/.synced web/node_modules/.installed ## install the Python environment and the pages' npm packages
+
+$(CHECKOV):
+	$(PYTHON) -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+
+checkov: $(CHECKOV) ## install checkov (Kubernetes manifest checks) into .tools/checkov
 
 run: install ## start the whole stack on http://localhost:8080 (Ctrl-C stops it)
 	$(BIN)/paraphe-dev run
@@ -49,7 +68,7 @@ lint: install ## format check and lint
 typecheck: install ## mypy (strict on the shared library)
 	@set -e; for package in $(TYPED); do $(BIN)/mypy $$package; done
 
-pytest: install ## the test suite only
+pytest: install $(CHECKOV) ## the test suite only
 	$(BIN)/pytest
 
 test: lint typecheck pytest ## everything CI runs
@@ -57,7 +76,12 @@ test: lint typecheck pytest ## everything CI runs
 bench: install ## benchmarks (not tests): print tables, write bench/results/*.json
 	$(BIN)/python bench/tokens.py
 	$(BIN)/python bench/intake.py
+	$(BIN)/python bench/count.py
 	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/end_to_end.py
+
+loadtest: install ## a Locust campaign against `make run`'s stack (or LOCUST_HOST): loadtest/README.md
+	$(BIN)/python loadtest/run.py
 
 clean: ## remove the environment and the local stack's state
-	rm -rf $(VENV) $(TOOLS) .paraphe .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TOOLS) web/node_modules .paraphe .mypy_cache .ruff_cache .pytest_cache

@@ -110,6 +110,8 @@ def test_unreachable_database_at_start_ends_with_one_line(signing_key: SigningKe
         nats_url="nats://127.0.0.1:1",
         database_connect_timeout="2",
         token_verification_keys=signing_key.public_jwks,
+        catalog_url="http://127.0.0.1:1",
+        public_url="http://localhost:8080",
     )
     assert done.returncode == 1
     assert_one_clear_line(
@@ -163,7 +165,12 @@ def test_a_real_service_stops_cleanly_on_sigterm(
         "token_verification_keys": signing_key.public_jwks,
         "signer_token_keys": signer_key.secret_jwks,
         "signer_token_key_id": signer_key.kid,
+        "catalog_url": "http://127.0.0.1:1",
+        "public_url": "http://localhost:8080",
     }
+    if module == "paraphe_moderation":  # it refuses to start on an unmigrated schema
+        migrate = [sys.executable, "-m", module, "migrate"]
+        subprocess.run(migrate, env=service_env(**settings), check=True, capture_output=True)
     with service_process([sys.executable, "-m", module], service_env(**settings)) as process:
         wait_for_port(port, process)
         assert get_json(f"http://127.0.0.1:{port}/readyz")[0] == 200
@@ -174,13 +181,18 @@ def test_a_real_service_stops_cleanly_on_sigterm(
 
 
 def test_an_unmigrated_database_ends_with_one_line_saying_so(
-    database_url: str, nats_server: NatsServer, signing_key: SigningKey
+    database_url: str,
+    nats_server: NatsServer,
+    redis_server: RedisServer,
+    signing_key: SigningKey,
 ) -> None:
     done = run_service(
         "paraphe_petition_catalog",
         database_url=database_url,
         nats_url=nats_server.url,
+        redis_url=redis_server.url,
         token_verification_keys=signing_key.public_jwks,
+        public_url="http://localhost:8080",
     )
     assert done.returncode == 1
     assert_one_clear_line(done, "not migrated", "paraphe-petition-catalog migrate")

@@ -1,6 +1,8 @@
 """Platform tokens: genuine ones pass, every forgery and misuse is refused."""
 
 import base64
+import hashlib
+import hmac
 import json
 import time
 from collections.abc import Callable
@@ -17,6 +19,9 @@ from paraphe_common.tokens import (
     MissingRole,
     TokenIssuer,
     TokenVerifier,
+    VerificationKey,
+    hmac_payload,
+    jose_payload,
     public_keys,
     signer_secret_keys,
 )
@@ -211,3 +216,80 @@ def test_algorithms_are_bound_to_their_keys(forge: Callable[[SignerKey], str]) -
 def test_signer_secrets_must_be_long_secrets() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         signer_secret_keys('{"keys": [{"kty": "oct", "kid": "x", "k": "c2hvcnQ"}]}')
+
+
+# The standard-library HS256 check must agree with python-jose's, token for token.
+_SIGNER = new_signer_key("signer-1")
+_SIGNER_KEY = signer_secret_keys(_SIGNER.secret_jwks)["signer-1"]
+
+
+def _mac(payload: object, *, header: object = None, secret: bytes | None = None) -> str:
+    """A token MACed over arbitrary header and payload JSON (valid or not as JWT claims)."""
+    header = {"alg": "HS256", "typ": "JWT", "kid": "signer-1"} if header is None else header
+    signing_input = f"{b64(header)}.{b64(payload)}"  # type: ignore[arg-type]
+    mac = hmac.new(secret or _SIGNER_KEY.secret or b"", signing_input.encode(), hashlib.sha256)
+    return f"{signing_input}.{base64.urlsafe_b64encode(mac.digest()).rstrip(b'=').decode()}"
+
+
+def _variants() -> list[tuple[str, str]]:
+    good = _SIGNER.issuer().issue(SIGNER, "k" * 64, 600, pv="1")
+    head, body, mac = good.split(".")
+    flipped = mac[:-2] + ("A" if mac[-2] != "A" else "B") + mac[-1]
+    return [
+        ("issued by the gateway", good),
+        ("issued with roles", _SIGNER.issuer().issue(SIGNER, "s", 60, roles=frozenset({"x"}))),
+        ("minimal claims", _mac({"iss": ISSUER, "sub": "s"})),
+        ("float iat", _mac(claims(iat=12.5))),
+        ("string iat", _mac(claims(iat="12"))),
+        ("non-numeric iat", _mac(claims(iat="soon"))),
+        ("no issuer", _mac({"sub": "s", "iat": 1})),
+        ("another issuer", _mac(claims(iss="elsewhere"))),
+        ("no subject", _mac({"iss": ISSUER, "iat": 1})),
+        ("numeric subject", _mac(claims(sub=42))),
+        ("numeric jti", _mac(claims(jti=7))),
+        ("string jti", _mac(claims(jti="j"))),
+        ("at_hash without access token", _mac(claims(at_hash="abc"))),
+        ("payload is a list", _mac(["iss", ISSUER])),
+        ("payload is a string", _mac("paraphe")),
+        ("another secret", _mac(claims(), secret=b"x" * 32)),
+        ("signature flipped", f"{head}.{body}.{flipped}"),
+        ("signature truncated", f"{head}.{body}.{mac[:-4]}"),
+        ("signature empty", f"{head}.{body}."),
+        ("signature not base64", f"{head}.{body}.{mac[:10]}!{mac[11:]}"),
+        ("payload not base64", f"{head}.%%%.{mac}"),
+        ("payload not JSON", _mac_raw(head, "bm90IGpzb24")),
+        ("payload not UTF-8", _mac_raw(head, "__79")),
+        ("claims swapped for another token's", f"{head}.{b64(claims(sub='other'))}.{mac}"),
+    ]
+
+
+def _mac_raw(header_segment: str, payload_segment: str) -> str:
+    signing_input = f"{header_segment}.{payload_segment}"
+    mac = hmac.new(_SIGNER_KEY.secret or b"", signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+
+def _outcome(check: Callable[[str, VerificationKey], dict[str, object]], token: str) -> object:
+    try:
+        return check(token, _SIGNER_KEY)
+    except InvalidToken:
+        return "refused"
+
+
+@pytest.mark.parametrize(("case", "token"), _variants(), ids=[case for case, _ in _variants()])
+def test_the_standard_library_hs256_check_agrees_with_python_jose(case: str, token: str) -> None:
+    assert _outcome(hmac_payload, token) == _outcome(jose_payload, token)
+
+
+def test_the_agreement_covers_acceptance_and_refusal() -> None:
+    outcomes = [_outcome(jose_payload, token) for _, token in _variants()]
+    assert "refused" in outcomes
+    assert any(isinstance(outcome, dict) for outcome in outcomes)
+
+
+def test_the_verifier_takes_signer_tokens_through_the_standard_library_check() -> None:
+    token = _mac(claims(sub="through-hmac"))
+    assert TokenVerifier({"signer-1": _SIGNER_KEY}).verify(token, SIGNER).subject == "through-hmac"
+    forged = _mac(claims(sub="forged"), secret=b"y" * 32)
+    with pytest.raises(InvalidToken):
+        TokenVerifier({"signer-1": _SIGNER_KEY}).verify(forged, SIGNER)

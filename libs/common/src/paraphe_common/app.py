@@ -26,6 +26,7 @@ from paraphe_common.metrics import (
 )
 from paraphe_common.problems import problem_for
 from paraphe_common.resources import CleanupContext
+from paraphe_common.security import install_security, refuse_cross_site
 from paraphe_common.settings import ServiceSettings
 
 SERVICE_NAME = web.AppKey("service_name", str)
@@ -49,7 +50,8 @@ def _acceptable_request_id(value: str) -> bool:
 
 @web.middleware
 async def service_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Request id, RFC 9457 problems and RED metrics, in one frame: it wraps every request.
+    """Request id, CSRF check, RFC 9457 problems and RED metrics, in one frame: it wraps
+    every request.
 
     The request id is the proxy's when well formed, else a new one; it goes on every log line
     (a context variable) and back on the response. Whatever the handler raises becomes a
@@ -69,6 +71,7 @@ async def service_middleware(request: web.Request, handler: Handler) -> web.Stre
     status = 500
     try:
         try:
+            refuse_cross_site(request)
             response = await handler(request)
         except (asyncio.CancelledError, web.GracefulExit):
             raise
@@ -115,6 +118,15 @@ def create_service_app(
     )
     app[SERVICE_NAME] = service
     app[METRICS] = registry
+    # Client addresses, security headers, CSRF and per-client limits (paraphe_common.security).
+    public_url = getattr(settings, "public_url", None)
+    install_security(
+        app,
+        settings.trusted_proxies,
+        settings.client_limits,
+        registry,
+        public_url=str(public_url) if public_url is not None else None,
+    )
     app[HTTP_METRICS] = HttpMetrics(registry)
     app[READINESS] = Readiness(settings.readiness_timeout, DependencyMetrics(registry))
     app.router.add_get("/healthz", healthz)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -72,6 +72,12 @@ class Problem(Exception):
 
     def response(self, request: web.Request | None = None) -> web.Response:
         if request is not None and wants_page(request):
+            render = request.config_dict.get(PROBLEM_PAGES)
+            if render is not None:
+                try:
+                    return render(request, self.status, self.title, self.detail, self.headers)
+                except Exception:  # a failure still gets its plain page
+                    log.exception("the problem page could not be rendered")
             return problem_page(self.status, self.title, self.detail, self.headers)
         return problem_response(
             self.status,
@@ -81,6 +87,12 @@ class Problem(Exception):
             headers=self.headers,
             **self.extensions,
         )
+
+
+# How a service with pages says a failure to a person in its own layout (paraphe_common.site
+# sets it); without one, the plain page below.
+ProblemPageRenderer = Callable[[web.Request, int, str, str | None, Mapping[str, str]], web.Response]
+PROBLEM_PAGES: web.AppKey[ProblemPageRenderer] = web.AppKey("problem_pages")
 
 
 def problem_response(

@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
+from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import RedisError
 
 from paraphe_common.health import READINESS
@@ -82,19 +83,52 @@ def postgres(settings: PostgresSettings) -> CleanupContext:
     return postgres_pool
 
 
-def redis(settings: RedisSettings) -> CleanupContext:
-    url = settings.redis_url.get_secret_value()
-    endpoint = describe_endpoint(url)
-
-    async def redis_client(app: web.Application) -> AsyncIterator[None]:
+def _redis_client(settings: RedisSettings) -> tuple[aioredis.Redis, list[aioredis.Redis], str]:
+    """The client, the sentinel clients behind it (to close too), and where it points."""
+    password = (
+        settings.redis_password.get_secret_value() if settings.redis_password is not None else None
+    )
+    if settings.redis_url is not None:
+        url = settings.redis_url.get_secret_value()
+        # A password in the URL wins over PARAPHE_REDIS_PASSWORD.
         client = aioredis.from_url(
             url,
+            password=password,
             socket_connect_timeout=settings.redis_connect_timeout,
+            max_connections=settings.redis_max_connections,
         )
+        return client, [], describe_endpoint(url)
+    timeouts = {"socket_connect_timeout": settings.redis_connect_timeout}
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        settings.redis_sentinel_addresses,
+        sentinel_kwargs=timeouts | {"password": password},
+        password=password,
+        db=settings.redis_database,
+        **timeouts,
+    )
+    endpoint = f"master {settings.redis_sentinel_master} through sentinels " + ",".join(
+        settings.redis_sentinels
+    )
+    master = sentinel.master_for(
+        settings.redis_sentinel_master, max_connections=settings.redis_max_connections
+    )
+    return master, sentinel.sentinels, endpoint
+
+
+def redis(settings: RedisSettings) -> CleanupContext:
+    """A Redis client: to one server, or to the master a group of sentinels designates."""
+
+    async def redis_client(app: web.Application) -> AsyncIterator[None]:
+        client, sentinels, endpoint = _redis_client(settings)
+
+        async def close() -> None:
+            for each in (client, *sentinels):
+                await each.aclose()
+
         try:
             await client.ping()
         except (RedisError, OSError) as exc:
-            await client.aclose()
+            await close()
             raise DependencyUnavailable("Redis", endpoint, exc) from exc
         app[REDIS] = client
         app[READINESS].add("redis", client.ping)
@@ -102,7 +136,7 @@ def redis(settings: RedisSettings) -> CleanupContext:
             yield
         finally:
             try:
-                await asyncio.wait_for(client.aclose(), CLOSE_TIMEOUT)
+                await asyncio.wait_for(close(), CLOSE_TIMEOUT)
             except (TimeoutError, RedisError, OSError) as exc:
                 log.warning("Redis client did not close cleanly: %r", exc)
 
@@ -111,8 +145,8 @@ def redis(settings: RedisSettings) -> CleanupContext:
 
 def nats_connection(settings: NatsSettings, *, name: str) -> CleanupContext:
     """A NATS connection with JetStream, drained on shutdown so nothing in flight is lost."""
-    url = settings.nats_url.get_secret_value()
-    endpoint = describe_endpoint(url)
+    servers = settings.nats_servers
+    endpoint = describe_endpoint(",".join(servers))
 
     async def nats_client(app: web.Application) -> AsyncIterator[None]:
         client = NatsClient()
@@ -128,7 +162,7 @@ def nats_connection(settings: NatsSettings, *, name: str) -> CleanupContext:
             log.info("NATS connection restored")
 
         options: dict[str, Any] = {
-            "servers": [url],
+            "servers": servers,
             "name": name,
             "connect_timeout": settings.nats_connect_timeout,
             "allow_reconnect": True,

@@ -1,6 +1,7 @@
 """Start a service, refuse clearly when it cannot, stop gracefully on SIGTERM.
 
-``paraphe-<service>`` serves; ``paraphe-<service> migrate`` applies the service's migrations.
+``paraphe-<service>`` serves; ``paraphe-<service> migrate`` applies the service's migrations;
+a service may add one-shot commands of its own (``paraphe-counter rebuild-marks``).
 On SIGTERM aiohttp stops accepting connections, lets in-flight requests finish (up to the
 shutdown timeout), then the cleanup contexts close in reverse order: NATS drains, pools close.
 """
@@ -10,9 +11,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import uvloop
 from aiohttp import web
@@ -68,11 +69,13 @@ def main(
     create_app: Callable[[S], web.Application],
     *,
     migrations: tuple[str, Path] | None = None,
+    tasks: Mapping[str, Callable[[S], Coroutine[Any, Any, None]]] | None = None,
     argv: Sequence[str] | None = None,
 ) -> None:
-    """The command line of a service: serve (the default), or migrate its schema."""
+    """The command line of a service: serve (the default), migrate its schema, or a task."""
     parser = argparse.ArgumentParser(prog=f"paraphe-{service}")
     commands = ["serve", "migrate"] if migrations else ["serve"]
+    commands += list(tasks or {})
     parser.add_argument("command", nargs="?", default="serve", choices=commands)
     command = parser.parse_args(argv).command
     try:
@@ -84,6 +87,13 @@ def main(
         refuse(service, f"invalid configuration: {exc}", 2)
     except DependencyUnavailable as exc:
         refuse(service, f"cannot migrate: {exc}", 1)
+    if tasks and command in tasks:
+        configure_logging(service, settings.log_level)
+        try:
+            uvloop.run(tasks[command](settings))
+        except DependencyUnavailable as exc:
+            refuse(service, f"cannot {command}: {exc}", 1)
+        return
     serve(service, settings, create_app(settings))
 
 

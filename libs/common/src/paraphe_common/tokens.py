@@ -15,10 +15,19 @@ Verification sits on the signing hot path. python-jose with a key object built o
 itself (the raw ``cryptography`` call costs 73 µs), so the library stays; what is saved is
 work done twice: keys are parsed once, and a token already verified is answered from a small
 cache until it expires (a signer who signs several petitions, or polls, presents it again).
+
+Signer tokens are checked without python-jose: an HMAC-SHA256 over the first two segments,
+compared in constant time, then the same claim rules as python-jose's (issuer, subject, iat,
+jti), in 3 µs instead of 26. tests/test_tokens.py proves the two checks agree token for
+token, on valid tokens and on every forgery and malformation it knows.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import json
 import time
 import uuid
@@ -29,7 +38,7 @@ from typing import Any, Final
 
 from jose import JWTError, jwk, jwt
 from jose.backends.base import Key
-from pydantic import Field, SecretStr
+from pydantic import AwareDatetime, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from paraphe_common.settings import ENV_PREFIX
@@ -51,6 +60,8 @@ ADMIN: Final = "admin"
 STAFF_ROLES: Final = frozenset({MODERATOR, COMMITTEE_SECRETARIAT, ADMIN})
 
 _LEEWAY_SECONDS: Final = 30
+# Genuine tokens share a handful of headers (one per key); forgeries cannot fill more than this.
+_KNOWN_HEADERS: Final = 64
 _REGISTERED_CLAIMS: Final = frozenset({"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "roles"})
 
 
@@ -87,6 +98,9 @@ class SignerTokenSettings(BaseSettings):
     # A JWK set (JSON) of secret ("oct") keys; new signer tokens use signer_token_key_id.
     signer_token_keys: SecretStr
     signer_token_key_id: str = Field(min_length=1)
+    # Pepper rotation (paraphe_common.peppers): each version and the instant from which it
+    # takes over, for petitions closing at or after it. Empty: one pepper, no rotation.
+    signer_pepper_schedule: dict[str, AwareDatetime] = Field(default_factory=dict)
 
 
 class TokenSigningSettings(BaseSettings):
@@ -102,6 +116,75 @@ class VerificationKey:
     key: Key
     algorithm: str
     audiences: frozenset[str] | None  # None: any audience
+    secret: bytes | None = None  # an HS256 key's secret, checked with the standard library
+
+
+def _b64url_decode(segment: str) -> bytes:
+    """Strict base64url without padding, as JWS compact serialisation writes it."""
+    return base64.b64decode(segment + "=" * (-len(segment) % 4), altchars=b"-_", validate=True)
+
+
+def jose_payload(token: str, key: VerificationKey) -> dict[str, Any]:
+    """The payload of a token whose signature python-jose checks under ``key``."""
+    try:
+        return jwt.decode(
+            token,
+            key.key,
+            algorithms=[key.algorithm],
+            issuer=ISSUER,
+            options={
+                # The audience is checked against the caller's, by the verifier; times against
+                # its clock, the same one that expires cache entries. (python-jose turns
+                # verify_exp back on when require_exp is set: presence is checked there.)
+                "verify_aud": False,
+                "verify_exp": False,
+                "verify_nbf": False,
+                "require_sub": True,
+            },
+        )
+    except JWTError as exc:
+        raise InvalidToken(str(exc)) from exc
+
+
+def hmac_payload(token: str, key: VerificationKey) -> dict[str, Any]:
+    """What ``jose_payload`` answers for an HS256 token, with the standard library alone."""
+    if key.secret is None:
+        raise InvalidToken("not a secret key")
+    try:
+        signing_input, _, signature = token.rpartition(".")
+        _, _, payload_segment = signing_input.partition(".")
+        expected = hmac.new(key.secret, signing_input.encode("ascii"), hashlib.sha256).digest()
+        if not hmac.compare_digest(expected, _b64url_decode(signature)):
+            raise InvalidToken("Signature verification failed.")
+        payload = json.loads(_b64url_decode(payload_segment))
+    except (ValueError, binascii.Error) as exc:  # UnicodeError and JSONDecodeError among them
+        raise InvalidToken("malformed token") from exc
+    if not isinstance(payload, dict):
+        raise InvalidToken("Invalid payload string: must be a json object")
+    # python-jose's claim rules under jose_payload's options, in its order.
+    issued_at = payload.get("iat")
+    if "iat" in payload and (isinstance(issued_at, bool) or not _is_integral(issued_at)):
+        raise InvalidToken("Issued At claim (iat) must be an integer.")
+    if payload.get("iss") != ISSUER:
+        raise InvalidToken("Invalid issuer")
+    if "sub" not in payload:
+        raise InvalidToken('missing required key "sub" among claims')
+    if not isinstance(payload["sub"], str):
+        raise InvalidToken("Subject must be a string.")
+    if "jti" in payload and not isinstance(payload["jti"], str):
+        raise InvalidToken("JWT ID must be a string.")
+    if "at_hash" in payload:
+        raise InvalidToken("No access_token provided to compare against at_hash claim.")
+    return payload
+
+
+def _is_integral(value: object) -> bool:
+    """python-jose's iat rule: int(value) succeeds."""
+    try:
+        int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return True
 
 
 def _jwk_entries(jwks_json: str) -> list[dict[str, Any]]:
@@ -130,8 +213,12 @@ def signer_secret_keys(jwks_json: str) -> dict[str, VerificationKey]:
     for entry in _jwk_entries(jwks_json):
         if entry.get("kty") != "oct" or len(str(entry.get("k", ""))) < 43:  # 32 bytes, base64url
             raise ValueError("every signer token key must be a secret of 32 bytes or more")
+        secret = str(entry["k"]).rstrip("=")
         keys[str(entry["kid"])] = VerificationKey(
-            jwk.construct(entry, SIGNER_ALGORITHM), SIGNER_ALGORITHM, frozenset({SIGNER})
+            jwk.construct(entry, SIGNER_ALGORITHM),
+            SIGNER_ALGORITHM,
+            frozenset({SIGNER}),
+            secret=base64.urlsafe_b64decode(secret + "=" * (-len(secret) % 4)),
         )
     return keys
 
@@ -147,6 +234,7 @@ class TokenVerifier:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._keys = dict(keys)
+        self._headers: dict[str, VerificationKey] = {}
         self._cache: OrderedDict[str, Claims] = OrderedDict()
         self._cache_size = cache_size
         self._clock = clock
@@ -173,32 +261,32 @@ class TokenVerifier:
             raise MissingRole(role)
         return claims
 
-    def _decode(self, token: str) -> Claims:
+    def _signing_key(self, header_segment: str) -> VerificationKey:
+        """The key a header names; the few distinct headers in use are parsed once each."""
+        signing_key = self._headers.get(header_segment)
+        if signing_key is not None:
+            return signing_key
         try:
-            header = jwt.get_unverified_header(token)
-        except JWTError as exc:
-            raise InvalidToken("malformed token") from exc
+            header = json.loads(_b64url_decode(header_segment))
+        except (ValueError, binascii.Error):
+            raise InvalidToken("malformed token") from None
+        if not isinstance(header, dict):
+            raise InvalidToken("malformed token")
         signing_key = self._keys.get(str(header.get("kid")))
         if signing_key is None or header.get("alg") != signing_key.algorithm:
             raise InvalidToken("unknown key or algorithm")
-        try:
-            payload = jwt.decode(
-                token,
-                signing_key.key,
-                algorithms=[signing_key.algorithm],
-                issuer=ISSUER,
-                options={
-                    # The audience is checked against the caller's, below; times against our
-                    # clock, the same one that expires cache entries. (python-jose turns
-                    # verify_exp back on when require_exp is set: presence is checked below.)
-                    "verify_aud": False,
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "require_sub": True,
-                },
-            )
-        except JWTError as exc:
-            raise InvalidToken(str(exc)) from exc
+        if len(self._headers) < _KNOWN_HEADERS:
+            self._headers[header_segment] = signing_key
+        return signing_key
+
+    def _decode(self, token: str) -> Claims:
+        if token.count(".") != 2:
+            raise InvalidToken("malformed token")
+        signing_key = self._signing_key(token.partition(".")[0])
+        if signing_key.secret is not None:
+            payload = hmac_payload(token, signing_key)
+        else:
+            payload = jose_payload(token, signing_key)
         expires_at, issued_at = payload.get("exp"), payload.get("iat")
         if not isinstance(expires_at, int) or not isinstance(issued_at, int):
             raise InvalidToken("exp and iat are required integers")

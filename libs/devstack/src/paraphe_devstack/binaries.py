@@ -15,6 +15,9 @@ PACKAGES = {
     "nats-server": "nats-server",
     "nginx": "nginx-light",
     "wrk": "wrk",
+    "chromium": "chromium",  # browser tests (Playwright drives it; no browser download)
+    "promtool": "prometheus",  # alert rule tests, metrics format checks
+    "prometheus": "prometheus",
 }
 
 _SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")

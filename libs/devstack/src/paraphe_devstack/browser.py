@@ -19,6 +19,14 @@ class Browser:
         await response.read()
         return response
 
+    async def post(self, url: str) -> aiohttp.ClientResponse:
+        """A fetch from the site's own pages: the browser says their origin."""
+        response = await self.session.post(
+            url, allow_redirects=False, headers={"Origin": self.gateway}
+        )
+        await response.read()
+        return response
+
     async def sign_in(self, query: str) -> tuple[aiohttp.ClientResponse, str]:
         """/auth/login → provider → /auth/callback; the callback's answer and its URL."""
         login = await self.get(f"{self.gateway}/auth/login?{query}")

@@ -57,7 +57,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("auth-gateway", frozenset({"redis"})),
     ServiceSpec("signature-intake", frozenset({"redis", "nats"})),
     ServiceSpec("counter", frozenset({"postgresql", "redis", "nats"}), migrates=True),
-    ServiceSpec("petition-catalog", frozenset({"postgresql", "nats"}), migrates=True),
+    ServiceSpec("petition-catalog", frozenset({"postgresql", "redis", "nats"}), migrates=True),
     ServiceSpec("moderation", frozenset({"postgresql", "nats"}), migrates=True),
     ServiceSpec("franceconnect-sandbox"),
 )
@@ -154,10 +154,12 @@ class Stack:
         binaries: Binaries,
         *,
         durable: bool = True,
+        access_log: bool = True,
         say: Callable[[str], None] = lambda message: None,
     ) -> None:
         self.state_dir = state_dir
         self.ports = ports
+        self.access_log = access_log
         self.binaries = binaries
         self.say = say
         self.postgres = PostgresServer(
@@ -196,8 +198,9 @@ class Stack:
             PARAPHE_NATS_URL=self.nats.url,
             PARAPHE_PUBLIC_URL=self.public_url,
             PARAPHE_TOKEN_VERIFICATION_KEYS=secrets.signing_key.public_jwks,
-            # Locally every request is worth a log line; in production the proxy keeps them.
-            PARAPHE_ACCESS_LOG="true",
+            # Locally every request is worth a log line (benchmarks turn it off, as production
+            # does: there the proxy keeps them).
+            PARAPHE_ACCESS_LOG="true" if self.access_log else "false",
         )
         clients = [
             {
@@ -229,6 +232,18 @@ class Stack:
                 PARAPHE_STAFF_ROLES=json.dumps(STAFF_ROLES),
                 PARAPHE_SIGNER_PEPPERS=json.dumps({"1": secrets.pepper}),
                 PARAPHE_CATALOG_URL=f"http://{LOCALHOST}:{self.ports.services['petition-catalog']}",
+            )
+        if spec.name == "petition-catalog":
+            # The sign form of a page seen without JavaScript is forwarded to intake. Deadlines
+            # are looked at every 2 s (30 s by default): locally a petition closes on time.
+            env.update(
+                PARAPHE_INTAKE_URL=f"http://{LOCALHOST}:{self.ports.services['signature-intake']}",
+                PARAPHE_DEADLINE_CHECK_INTERVAL="2",
+            )
+        if spec.name == "moderation":
+            # Moderation records its decisions through the catalogue's internal API.
+            env.update(
+                PARAPHE_CATALOG_URL=f"http://{LOCALHOST}:{self.ports.services['petition-catalog']}"
             )
         if spec.name == "franceconnect-sandbox":
             env.update(
@@ -326,12 +341,13 @@ class Stack:
 
 
 @contextlib.contextmanager
-def temporary_stack(binaries: Binaries) -> Iterator[Stack]:
-    """A whole stack on free ports under a directory of its own, removed afterwards (tests)."""
+def temporary_stack(binaries: Binaries, *, access_log: bool = True) -> Iterator[Stack]:
+    """A whole stack on free ports under a directory of its own, removed afterwards (tests,
+    benchmarks)."""
     # Not under pytest's tmp_path: PostgreSQL runs as its own account and must reach its data.
     state_dir = Path(tempfile.mkdtemp(prefix="paraphe-test-stack-"))
     state_dir.chmod(0o755)
-    stack = Stack(state_dir, StackPorts.free(), binaries, durable=False)
+    stack = Stack(state_dir, StackPorts.free(), binaries, durable=False, access_log=access_log)
     try:
         stack.start()
         yield stack

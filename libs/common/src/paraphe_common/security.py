@@ -1,0 +1,448 @@
+"""Web security every service shares: who the client is, headers, CSRF and per-client limits.
+
+- The client's address: the peer of the connection, unless that peer is one of our proxies
+  (``PARAPHE_TRUSTED_PROXIES``); then X-Forwarded-For is read right to left, past our own
+  proxies, and the first address not theirs is the client. Whatever a client writes in the
+  header itself sits left of it and is never believed.
+- Security headers on every answer (``on_response_prepare``, so problems and streams get them
+  too): a Content-Security-Policy without ``unsafe-inline`` and ``frame-ancestors 'none'``,
+  HSTS when the browser came over https, ``nosniff``, ``Referrer-Policy: same-origin``; and
+  ``Cache-Control: private, no-store`` on a signed-in person's pages and JSON that say nothing
+  of caching, so that no shared cache keeps them.
+- CSRF: a state change (POST, PUT, PATCH, DELETE) that a browser authenticates with one of our
+  cookies, and not with a bearer token, must come from the site's own origin (its Origin, or
+  without one its Referer). SameSite=Lax cookies are the first lock, this is the second.
+- Per-client rate limits (sign-in, signing, deposits): a fixed window per client and limit in
+  Redis, shared by every replica, answering 429 with Retry-After as a problem. A client is an
+  IPv4 address or an IPv6 /64 (what one subscriber holds), stored only as a keyed hash under a
+  salt that Redis forgets every day, in keys that expire with their window. Without Redis (or
+  while it does not answer) each replica counts in its own memory instead. A client on the
+  machine itself (loopback: an operator, a test, a load campaign) is never limited.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import ipaddress
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import Final
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import CollectorRegistry, Counter
+from redis.exceptions import RedisError
+
+from paraphe_common.auth import COOKIES
+from paraphe_common.problems import Problem
+from paraphe_common.rate_limits import TokenBuckets
+from paraphe_common.resources import REDIS
+
+log = logging.getLogger(__name__)
+
+Address = IPv4Address | IPv6Address
+Network = IPv4Network | IPv6Network
+
+# --- The client's address -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClientNetwork:
+    """Where the proxies are, and where the site is (for CSRF and HSTS)."""
+
+    trusted_proxies: tuple[Network, ...]
+    # The site's origin (scheme://host[:port]) when the service knows it (PARAPHE_PUBLIC_URL);
+    # else the Host the request was sent to stands for it.
+    public_origin: str | None = None
+
+    # Whether a connection's peer (aiohttp's request.remote) is one of the proxies: the same
+    # few peers come back request after request, and the answer costs microseconds to work out.
+    _peers: dict[str | None, bool] = field(default_factory=dict, compare=False, repr=False)
+
+    def is_proxy(self, address: Address | None) -> bool:
+        return address is not None and _is_proxy(address, self.trusted_proxies)
+
+    def peer_is_proxy(self, remote: str | None) -> bool:
+        known = self._peers.get(remote)
+        if known is None:
+            if len(self._peers) > 4096:
+                self._peers.clear()
+            known = self._peers[remote] = self.is_proxy(_parse_address(remote))
+        return known
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_proxy(address: Address, trusted_proxies: tuple[Network, ...]) -> bool:
+    return any(address in net for net in trusted_proxies)
+
+
+CLIENT_NETWORK: Final = web.AppKey("client_network", ClientNetwork)
+# The address, once read (None when nothing readable was known).
+_CLIENT_ADDRESS: Final = web.RequestKey[Address | None]("client_address")
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_address(value: str | None) -> Address | None:
+    """An address from a peer or a forwarded hop; memoised, since the same few proxies (and
+    the same clients) come back request after request, and parsing costs microseconds."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.startswith("[") and "]" in value:  # [v6]:port
+        value = value[1 : value.index("]")]
+    elif value.count(":") == 1:  # v4:port
+        value = value.split(":", 1)[0]
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def client_address(request: web.Request) -> Address | None:
+    """The client's address as our proxies saw it; None when nothing readable is known."""
+    if _CLIENT_ADDRESS in request:
+        cached: Address | None = request[_CLIENT_ADDRESS]
+        return cached
+    network = request.config_dict.get(CLIENT_NETWORK)
+    address = _parse_address(request.remote)
+    if network is not None and network.is_proxy(address):
+        hops = request.headers.getall("X-Forwarded-For", [])
+        for entry in reversed(",".join(hops).split(",")):
+            hop = _parse_address(entry)
+            if hop is None:
+                break  # garbage where an address should be: believe nothing further left
+            address = hop
+            if not network.is_proxy(hop):
+                break
+    request[_CLIENT_ADDRESS] = address
+    return address
+
+
+def forwarded_for(request: web.Request) -> dict[str, str]:
+    """Headers for a call made on a client's behalf (a form forwarded to another service)."""
+    address = client_address(request)
+    return {"X-Forwarded-For": str(address)} if address is not None else {}
+
+
+@functools.lru_cache(maxsize=4096)
+def client_network_of(address: Address, *, v4_prefix: int = 32, v6_prefix: int = 64) -> Network:
+    prefix = v4_prefix if isinstance(address, IPv4Address) else v6_prefix
+    return ipaddress.ip_network(f"{address}/{prefix}", strict=False)
+
+
+def forwarded_scheme(request: web.Request) -> str:
+    """http or https as the browser used it: a trusted proxy's X-Forwarded-Proto, else ours."""
+    network = request.app.get(CLIENT_NETWORK)
+    if network is not None and network.peer_is_proxy(request.remote):
+        proto = request.headers.get("X-Forwarded-Proto", "").split(",")[-1].strip().lower()
+        if proto in {"http", "https"}:
+            return proto
+    return request.scheme
+
+
+# --- Security headers -----------------------------------------------------------------------
+
+_COOKIE_NAMES: Final = frozenset(COOKIES.values())
+
+# Pages: everything from the site itself; no inline script or style, no plug-in, no framing.
+# DSFR's stylesheet embeds a few icons as data: URIs.
+PAGE_POLICY: Final = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "frame-ancestors 'none'",
+    )
+)
+# Anything else (JSON, problems, files): nothing may run or be framed.
+API_POLICY: Final = "default-src 'none'; frame-ancestors 'none'"
+HSTS: Final = "max-age=63072000; includeSubDomains"
+
+_COMMON_HEADERS: Final = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
+}
+# Documents a shared cache must never keep when they answer a signed-in person.
+_PERSONAL_TYPES: Final = frozenset({"text/html", "application/json", "application/problem+json"})
+
+
+async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    headers = response.headers
+    for name, value in _COMMON_HEADERS.items():
+        headers.setdefault(name, value)
+    content_type = response.content_type
+    if "Content-Security-Policy" not in headers:
+        headers["Content-Security-Policy"] = (
+            PAGE_POLICY if content_type == "text/html" else API_POLICY
+        )
+    if forwarded_scheme(request) == "https":
+        headers.setdefault("Strict-Transport-Security", HSTS)
+    if (
+        "Cache-Control" not in headers
+        and content_type in _PERSONAL_TYPES
+        and ("Authorization" in request.headers or not _COOKIE_NAMES.isdisjoint(request.cookies))
+    ):
+        headers["Cache-Control"] = "private, no-store"
+
+
+# --- CSRF -----------------------------------------------------------------------------------
+
+_STATE_CHANGES: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def origin_of(url: str) -> str | None:
+    """``scheme://host[:port]`` of a URL, as a browser writes it in an Origin header."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return None
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    default = {"http": 80, "https": 443}[parts.scheme]
+    shown = f":{port}" if port and port != default else ""
+    return f"{parts.scheme}://{parts.hostname}{shown}"
+
+
+def expected_origin(request: web.Request) -> str | None:
+    network = request.config_dict.get(CLIENT_NETWORK)
+    if network is not None and network.public_origin is not None:
+        return network.public_origin
+    return origin_of(f"{forwarded_scheme(request)}://{request.host}")
+
+
+def sent_origin(request: web.Request) -> str | None:
+    offered = request.headers.get("Origin")
+    if offered is None or offered == "null":
+        referer = request.headers.get("Referer")
+        return origin_of(referer) if referer else None
+    return origin_of(offered)
+
+
+def cookie_authenticated(request: web.Request) -> bool:
+    return "Authorization" not in request.headers and not _COOKIE_NAMES.isdisjoint(request.cookies)
+
+
+def cross_site_refusal() -> Problem:
+    return Problem(
+        403,
+        "Ce formulaire doit être envoyé depuis une page du site : rechargez la page et réessayez.",
+        kind="cross-site-form",
+    )
+
+
+def refuse_cross_site(request: web.Request) -> None:
+    """A cookie-authenticated state change from another origin never reaches a handler.
+
+    Called by the service middleware before every handler (not a middleware of its own: one
+    frame fewer on every request); a 403 problem when refused.
+    """
+    if (
+        request.method in _STATE_CHANGES
+        and cookie_authenticated(request)
+        and sent_origin(request) != expected_origin(request)
+    ):
+        raise cross_site_refusal()
+
+
+# --- Per-client rate limits -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClientLimit:
+    """``requests`` per ``period`` seconds for one client; ``name`` keys Redis and metrics."""
+
+    name: str
+    requests: int
+    period: int
+    message: str
+    # False: counted in each replica's memory, never in Redis. For the signing path, where a
+    # Redis round trip per signature would cost about as much as the signature itself; the
+    # Ingress's per-address limit is the first line there, and each replica's count the second.
+    shared: bool = True
+
+
+# A carrier-grade NAT puts many citizens behind one address: limits leave room for them and
+# stop only what no group of people does (the velocity alert watches the rest).
+SIGN_IN: Final = ClientLimit(
+    "sign-in", 60, 60, "Trop de tentatives de connexion : merci de patienter un instant."
+)
+SIGNING: Final = ClientLimit(
+    "signing",
+    300,
+    60,
+    "Trop de signatures depuis votre réseau : merci de patienter un instant.",
+    shared=False,
+)
+DEPOSIT: Final = ClientLimit(
+    "deposit", 30, 3600, "Trop de dépôts depuis votre réseau : merci de réessayer plus tard."
+)
+REPORT: Final = ClientLimit(
+    "report", 30, 3600, "Vous avez envoyé beaucoup de signalements : réessayez plus tard."
+)
+CLIENT_LIMITS: Final = {limit.name: limit for limit in (SIGN_IN, SIGNING, DEPOSIT, REPORT)}
+
+# One INCR per request; the window starts with the first request and ends with the key.
+_WINDOW_SCRIPT: Final = """
+local n = redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {n, ttl}
+"""
+_SALT_KEY: Final = "limit:salt"
+_SALT_LIFETIME: Final = 24 * 3600
+
+
+class ClientLimiter:
+    """Counts requests per client and limit; the metrics say how many were refused."""
+
+    def __init__(
+        self,
+        overrides: Mapping[str, int],
+        registry: CollectorRegistry,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        unknown = set(overrides) - set(CLIENT_LIMITS)
+        if unknown:
+            raise ValueError(f"unknown client limits {sorted(unknown)}")
+        self._overrides = dict(overrides)
+        self._clock = clock
+        self._salt: bytes | None = None
+        self._salt_until = 0.0
+        self._local: dict[str, TokenBuckets] = {}
+        self._local_key = secrets.token_bytes(32)
+        self.refused = Counter(
+            "http_client_rate_limited",
+            "Requests refused because their client exceeded a per-client limit, by limit.",
+            ["limit"],
+            registry=registry,
+        )
+        for name in CLIENT_LIMITS:
+            self.refused.labels(name)  # exposed at 0 from the start, so rules can read it
+        self.unavailable = Counter(
+            "http_client_rate_limit_redis_unavailable",
+            "Per-client limit checks made in the process because Redis did not answer.",
+            registry=registry,
+        )
+
+    def budget(self, limit: ClientLimit) -> int:
+        return self._overrides.get(limit.name, limit.requests)
+
+    async def _salt_of(self, redis: aioredis.Redis) -> bytes:
+        now = self._clock()
+        if self._salt is not None and now < self._salt_until:
+            return self._salt
+        # Every replica uses the same salt; Redis forgets it daily, and with it any way to
+        # match a key to an address.
+        await redis.set(_SALT_KEY, secrets.token_hex(32), nx=True, ex=_SALT_LIFETIME)
+        salt = await redis.get(_SALT_KEY)
+        if salt is None:
+            raise RedisError("the rate limit salt vanished")
+        self._salt = salt.encode() if isinstance(salt, str) else bytes(salt)
+        self._salt_until = now + 300
+        return self._salt
+
+    async def retry_after(
+        self, limit: ClientLimit, client: str, redis: aioredis.Redis | None
+    ) -> int:
+        """0 when the request may go ahead (and is counted), else whole seconds to wait."""
+        budget = self.budget(limit)
+        if redis is not None and limit.shared:
+            try:
+                salt = await self._salt_of(redis)
+                digest = hmac.new(salt, client.encode(), hashlib.blake2b).hexdigest()[:32]
+                count, ttl_ms = await redis.eval(
+                    _WINDOW_SCRIPT, 1, f"limit:{limit.name}:{digest}", limit.period * 1000
+                )
+                if int(count) <= budget:
+                    return 0
+                return max(1, -(-int(ttl_ms) // 1000))
+            except (RedisError, OSError):
+                self.unavailable.inc()
+        buckets = self._local.get(limit.name)
+        if buckets is None:
+            buckets = self._local[limit.name] = TokenBuckets(budget, float(limit.period))
+        key = hmac.new(self._local_key, client.encode(), hashlib.blake2b).hexdigest()
+        return buckets.retry_after(key)
+
+
+CLIENT_LIMITER: Final = web.AppKey("client_limiter", ClientLimiter)
+
+
+def client_key(request: web.Request) -> str:
+    """What one client is for the limits: its address, or its /64 in IPv6."""
+    address = client_address(request)
+    if address is None:
+        return "unknown"
+    return str(client_network_of(address).network_address)
+
+
+async def check_client_limit(request: web.Request, limit: ClientLimit) -> None:
+    """Raise a 429 problem with Retry-After when this client is over ``limit``."""
+    address = client_address(request)
+    if address is not None and address.is_loopback:
+        return  # the machine itself: an operator, a test or a load campaign, never a visitor
+    limiter = request.config_dict[CLIENT_LIMITER]
+    wait = await limiter.retry_after(limit, client_key(request), request.config_dict.get(REDIS))
+    if wait:
+        limiter.refused.labels(limit.name).inc()
+        raise Problem(
+            429,
+            limit.message,
+            kind="rate-limited",
+            headers={"Retry-After": str(wait)},
+            retry_after=wait,
+        )
+
+
+def limit_per_client(limit: ClientLimit) -> Callable[[Handler], Handler]:
+    """A route's handler, refused with a 429 problem past ``limit`` per client."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def limited(request: web.Request) -> web.StreamResponse:
+            await check_client_limit(request, limit)
+            return await handler(request)
+
+        return limited
+
+    return decorate
+
+
+def install_security(
+    app: web.Application,
+    trusted_proxies: Sequence[Network],
+    client_limits: Mapping[str, int],
+    registry: CollectorRegistry,
+    *,
+    public_url: str | None = None,
+) -> None:
+    """What create_service_app installs on every service."""
+    app[CLIENT_NETWORK] = ClientNetwork(
+        tuple(trusted_proxies), origin_of(public_url) if public_url else None
+    )
+    app[CLIENT_LIMITER] = ClientLimiter(client_limits, registry)
+    app.on_response_prepare.append(add_security_headers)

@@ -1,0 +1,62 @@
+"""Petitions and tokens for tests that run against a whole stack."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+import nats
+
+from paraphe_common.petition_states import PetitionState, publish_state
+from paraphe_common.streams import petitions_bucket
+from paraphe_common.tokens import AUTHOR, SIGNER, STAFF, TokenIssuer
+from paraphe_devstack.keys import DevSecrets
+from paraphe_devstack.stack import Stack
+
+
+async def open_petition(stack: Stack, title: str = "Une pétition ouverte pour les tests") -> str:
+    """A petition published for a day, as the catalogue would publish it; its id."""
+    connection = await asyncpg.connect(stack.database_url)
+    try:
+        petition = str(
+            await connection.fetchval(
+                """
+                INSERT INTO catalog.petitions (author_id, title, body, status, published_at,
+                    closes_at)
+                VALUES ('demo-author', $1,
+                    'Elle sert aux tests qui parcourent toute la plateforme.', 'published',
+                    now(), now() + interval '1 day')
+                RETURNING id
+                """,
+                title,
+            )
+        )
+    finally:
+        await connection.close()
+    client = await nats.connect(stack.nats.url)
+    try:
+        bucket = await petitions_bucket(client.jetstream())
+        await publish_state(bucket, petition, PetitionState("published", time.time() + 86400))
+    finally:
+        await client.close()
+    await asyncio.sleep(0.2)  # the services' views follow the bucket
+    return petition
+
+
+class StackTokens:
+    """Tokens as auth-gateway issues them, under the stack's own development secrets."""
+
+    def __init__(self, stack: Stack) -> None:
+        secrets = DevSecrets.load_or_create(stack.state_dir / "secrets.json")
+        self._platform = TokenIssuer(secrets.signing_key.private_pem, secrets.signing_key.kid)
+        self._signers = secrets.signer_key.issuer()
+
+    def signer(self, signer_key: str, lifetime: int = 3600) -> str:
+        return self._signers.issue(SIGNER, signer_key, lifetime)
+
+    def author(self, author_id: str, lifetime: int = 3600) -> str:
+        return self._platform.issue(AUTHOR, author_id, lifetime)
+
+    def staff(self, subject: str, *roles: str, lifetime: int = 3600) -> str:
+        return self._platform.issue(STAFF, subject, lifetime, roles=frozenset(roles), name=subject)
