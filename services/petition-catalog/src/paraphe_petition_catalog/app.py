@@ -1,22 +1,33 @@
-from pathlib import Path
+from collections.abc import AsyncIterator
 
-import aiohttp_jinja2
-import jinja2
 from aiohttp import web
 
 from paraphe_common.app import create_service_app
 from paraphe_common.auth import TOKEN_VERIFIER
-from paraphe_common.resources import nats_connection, postgres
+from paraphe_common.resources import POSTGRES, CleanupContext, nats_connection, postgres, redis
 from paraphe_common.tokens import TokenVerifier
-from paraphe_petition_catalog.dates import date_fr
+from paraphe_petition_catalog.jobs import background_jobs
+from paraphe_petition_catalog.pages import setup_pages
+from paraphe_petition_catalog.retention import retention_job
 from paraphe_petition_catalog.routes import setup_routes
-from paraphe_petition_catalog.settings import PetitionCatalogSettings
+from paraphe_petition_catalog.settings import SETTINGS, PetitionCatalogSettings
 from paraphe_petition_catalog.states import petition_states_publisher
+from paraphe_petition_catalog.store import STORE, Store
+from paraphe_petition_catalog.views import OPENAPI_DOCUMENT, openapi_document
+
+__all__ = ["SERVICE", "SETTINGS", "create_app"]
 
 SERVICE = "petition-catalog"
-SETTINGS = web.AppKey("settings", PetitionCatalogSettings)
-TEMPLATES = Path(__file__).parent / "templates"
-STATIC = Path(__file__).parent / "static"
+# A petition's text is up to 20,000 characters, which JSON may escape to six bytes each.
+CLIENT_MAX_SIZE = 256 * 1024
+
+
+def catalogue_store(settings: PetitionCatalogSettings) -> CleanupContext:
+    async def open_store(app: web.Application) -> AsyncIterator[None]:
+        app[STORE] = Store(app[POSTGRES], settings.committees)
+        yield
+
+    return open_store
 
 
 def create_app(settings: PetitionCatalogSettings) -> web.Application:
@@ -25,19 +36,18 @@ def create_app(settings: PetitionCatalogSettings) -> web.Application:
         settings,
         [
             postgres(settings),
+            redis(settings),
             nats_connection(settings, name=SERVICE),
+            catalogue_store(settings),
             petition_states_publisher(settings.nats_stream_replicas),
+            background_jobs(settings),
+            retention_job(settings),
         ],
+        client_max_size=CLIENT_MAX_SIZE,
     )
     app[SETTINGS] = settings
     app[TOKEN_VERIFIER] = TokenVerifier.from_settings(settings)
-    aiohttp_jinja2.setup(
-        app,
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        autoescape=jinja2.select_autoescape(default=True),
-        undefined=jinja2.StrictUndefined,
-        filters={"date_fr": date_fr},
-    )
+    app[OPENAPI_DOCUMENT] = openapi_document(c.id for c in settings.committees)
     setup_routes(app)
-    app.router.add_static("/static", STATIC)
+    setup_pages(app)
     return app

@@ -13,25 +13,26 @@ from paraphe_common.settings import PostgresSettings, load_settings
 
 DEMO_AUTHOR = ("demo-author", "Camille", "Durand")
 
+# Title, text and committee (its id in paraphe_common.committees).
 DEMO_PETITIONS = (
     (
         "Pour un accès gratuit aux transports en commun pour les moins de 26 ans",
         "Les jeunes de moins de 26 ans consacrent une part croissante de leur budget aux "
         "déplacements.\n\nNous demandons la gratuité des transports en commun pour eux, "
         "financée par l'État et les autorités organisatrices de la mobilité.",
-        "Commission du développement durable et de l'aménagement du territoire",
+        "developpement-durable",
     ),
     (
         "Rendre obligatoire l'apprentissage des premiers secours au collège",
         "Chaque année, des milliers de vies pourraient être sauvées par des gestes simples."
         "\n\nNous demandons que chaque élève de troisième soit formé aux premiers secours.",
-        "Commission des affaires culturelles et de l'éducation",
+        "affaires-culturelles",
     ),
     (
         "Interdire la destruction des invendus alimentaires dans la grande distribution",
         "Des tonnes de denrées consommables sont jetées chaque jour.\n\nNous demandons "
         "l'obligation de don aux associations pour toutes les surfaces de vente.",
-        "Commission des affaires économiques",
+        "affaires-economiques",
     ),
 )
 

@@ -1,57 +1,77 @@
-"""Thin handlers: read the request, ask the store, turn absences into 404s."""
+"""Thin handlers of the public API and the pages: read the request, ask the store."""
 
 from __future__ import annotations
 
-import uuid
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Final
 
-import aiohttp_jinja2
 from aiohttp import web
 from pydantic import ValidationError
 
 from paraphe_common.auth import authenticate
 from paraphe_common.problems import Problem
-from paraphe_common.resources import POSTGRES
 from paraphe_common.tokens import SERVICE
-from paraphe_petition_catalog import authors, store
+from paraphe_petition_catalog import authors
+from paraphe_petition_catalog.inputs import (
+    choice_parameter,
+    int_parameter,
+    invalid_body,
+    petition_id,
+    petition_not_found,
+    text_parameter,
+)
+from paraphe_petition_catalog.store import (
+    PUBLIC_STATUS_FILTERS,
+    SORTS,
+    STORE,
+    Petition,
+    PetitionQuery,
+)
 
-MAX_PER_PAGE = 100
+MAX_PER_PAGE: Final = 100
+MAX_PAGE: Final = 10_000
+MAX_QUERY_LENGTH: Final = 200
+_LARGEST_THRESHOLD: Final = 2**31 - 1
+OPENAPI: Final = Path(__file__).parent / "openapi.json"
+OPENAPI_DOCUMENT: Final = web.AppKey("openapi_document", bytes)
 
 
-def _positive_int(request: web.Request, name: str, default: int, maximum: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
-        raise Problem(
-            400,
-            f"Le paramètre « {name} » doit être un entier entre 1 et {maximum}.",
-            kind="invalid-parameter",
-            invalid_params=[{"name": name, "reason": f"entier entre 1 et {maximum} attendu"}],
-        )
-    return int(raw)
-
-
-def _petition_id(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["petition_id"])
-    except ValueError:
-        raise Problem(404, "Cette pétition n'existe pas.", kind="petition-not-found") from None
-
-
-async def _page(request: web.Request) -> tuple[list[store.PublicPetition], int, int, int]:
-    page = _positive_int(request, "page", 1, 10_000)
-    per_page = _positive_int(request, "per_page", 20, MAX_PER_PAGE)
-    items, total = await store.public_petitions(
-        request.app[POSTGRES], limit=per_page, offset=(page - 1) * per_page
+def petition_query(request: web.Request) -> tuple[PetitionQuery, int]:
+    """The public list's query string, checked: a 400 problem names what is wrong."""
+    page = int_parameter(request, "page", 1, MAX_PAGE) or 1
+    per_page = int_parameter(request, "per_page", 20, MAX_PER_PAGE) or 20
+    text = text_parameter(request, "q", MAX_QUERY_LENGTH)
+    sort = choice_parameter(request, "sort", frozenset(SORTS))
+    if sort == "relevance" and text is None:
+        sort = None  # nothing to be relevant to: the default order
+    committee = choice_parameter(
+        request, "committee", frozenset(c.id for c in request.app[STORE].committees)
     )
-    return items, total, page, per_page
+    query = PetitionQuery(
+        text=text,
+        status=choice_parameter(request, "status", frozenset(PUBLIC_STATUS_FILTERS)),
+        committee=committee,
+        threshold=int_parameter(request, "threshold", None, _LARGEST_THRESHOLD),
+        sort=sort or ("relevance" if text is not None else "newest"),
+        limit=per_page,
+        offset=(page - 1) * per_page,
+    )
+    return query, page
+
+
+async def _page(request: web.Request) -> tuple[list[Petition], int, int, int]:
+    query, page = petition_query(request)
+    items, total = await request.app[STORE].public_petitions(query)
+    return items, total, page, query.limit
 
 
 async def list_petitions(request: web.Request) -> web.Response:
     items, total, page, per_page = await _page(request)
     return web.json_response(
         {
-            "items": [petition.as_json() for petition in items],
+            "items": [petition.public_json() for petition in items],
             "page": page,
             "per_page": per_page,
             "total": total,
@@ -60,24 +80,29 @@ async def list_petitions(request: web.Request) -> web.Response:
 
 
 async def get_petition(request: web.Request) -> web.Response:
-    petition = await store.public_petition(request.app[POSTGRES], _petition_id(request))
+    petition = await request.app[STORE].public_petition(petition_id(request))
     if petition is None:
-        raise Problem(404, "Cette pétition n'existe pas.", kind="petition-not-found")
-    return web.json_response(petition.as_json())
+        raise petition_not_found()
+    return web.json_response(petition.public_json())
 
 
-@aiohttp_jinja2.template("home.html")
-async def home_page(request: web.Request) -> dict[str, object]:
-    items, total, page, per_page = await _page(request)
-    return {"petitions": items, "total": total, "page": page, "per_page": per_page}
+async def list_committees(request: web.Request) -> web.Response:
+    return web.json_response(
+        {"items": [{"id": c.id, "name": c.name} for c in request.app[STORE].committees]}
+    )
 
 
-@aiohttp_jinja2.template("petition.html")
-async def petition_page(request: web.Request) -> dict[str, object]:
-    petition = await store.public_petition(request.app[POSTGRES], _petition_id(request))
-    if petition is None:
-        raise Problem(404, "Cette pétition n'existe pas.", kind="petition-not-found")
-    return {"petition": petition}
+def openapi_document(committees: Iterable[str]) -> bytes:
+    """The OpenAPI document of the package, with the configured committee ids as an enum."""
+    document = json.loads(OPENAPI.read_text(encoding="utf-8"))
+    document["components"]["schemas"]["CommitteeId"]["enum"] = list(committees)
+    return json.dumps(document, ensure_ascii=False).encode()
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(
+        body=request.app[OPENAPI_DOCUMENT], content_type="application/json", charset="utf-8"
+    )
 
 
 async def put_author(request: web.Request) -> web.Response:
@@ -91,14 +116,6 @@ async def put_author(request: web.Request) -> web.Response:
     try:
         identity = authors.AuthorIdentity.model_validate_json(await request.read())
     except ValidationError as exc:
-        raise Problem(
-            422,
-            "Identité d'auteur invalide.",
-            kind="invalid-body",
-            invalid_params=[
-                {"name": ".".join(str(p) for p in error["loc"]), "reason": error["msg"]}
-                for error in exc.errors(include_input=False, include_url=False)
-            ],
-        ) from None
-    await authors.record_author(request.app[POSTGRES], author_id, identity)
+        raise invalid_body(exc, "Identité d'auteur invalide.") from None
+    await authors.record_author(request.app[STORE].pool, author_id, identity)
     return web.Response(status=204)

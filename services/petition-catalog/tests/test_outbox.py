@@ -1,0 +1,142 @@
+"""Every event reaches JetStream exactly once, whatever fails between the commit and the ack."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import asyncpg
+import nats
+from nats.aio.client import Client as NatsClient
+
+from paraphe_common.petition_states import PetitionState
+from paraphe_common.streams import PETITION_EVENTS, ensure_petition_events_stream
+from paraphe_devstack.servers import NatsServer
+from paraphe_petition_catalog import lifecycle
+from paraphe_petition_catalog.states import BUCKET
+
+if TYPE_CHECKING:
+    from conftest import AddPetition, Client, MakeCatalog, Tokens
+
+
+async def events_in_stream(nats_client: NatsClient, kind: str) -> int:
+    info = await nats_client.jetstream().stream_info(
+        PETITION_EVENTS, subjects_filter=f"petitions.events.{kind}"
+    )
+    return int((info.state.subjects or {}).get(f"petitions.events.{kind}", 0))
+
+
+async def eventually(condition: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await condition():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the condition did not hold in time")
+
+
+async def unpublished(db: asyncpg.Pool) -> int:
+    return int(await db.fetchval("SELECT count(*) FROM catalog.events WHERE published_at IS NULL"))
+
+
+async def test_a_decision_taken_while_nats_is_down_is_published_once_it_is_back(
+    make_catalog: MakeCatalog,
+    add_petition: AddPetition,
+    tokens: Tokens,
+    nats_server: NatsServer,
+    db: asyncpg.Pool,
+) -> None:
+    petition_id = await add_petition("submitted")
+    catalog = await make_catalog()
+    nats_server.stop()
+    started = time.monotonic()
+    response = await catalog.post(
+        f"/internal/petitions/{petition_id}/decisions",
+        json={"decision_id": str(uuid.uuid4()), "decision": "publish", "committee": "lois"},
+        headers=tokens.staff("moderator"),
+    )
+    assert response.status == 200  # the decision is taken: the event waits in the outbox
+    assert time.monotonic() - started < 10
+    assert await unpublished(db) == 1
+    await eventually(lambda: _backlog_reported(catalog, 1))  # what operators are alerted on
+    nats_server.start()
+    await eventually(lambda: _none_left(db), timeout=20)
+    watcher = await nats.connect(nats_server.url)
+    try:
+        assert await events_in_stream(watcher, "published") == 1
+    finally:
+        await watcher.drain()
+    state = await catalog.app[BUCKET].get(str(petition_id))
+    assert PetitionState.decode(state.value or b"").status == "published"
+    metrics = await (await catalog.get("/metrics")).text()
+    assert 'petition_catalog_events_published_total{kind="published"} 1.0' in metrics
+    await eventually(lambda: _backlog_reported(catalog, 0))
+
+
+async def _backlog_reported(catalog: Client, events: int) -> bool:
+    metrics = await (await catalog.get("/metrics")).text()
+    return f"petition_catalog_events_unpublished {events}.0" in metrics
+
+
+async def _none_left(db: asyncpg.Pool) -> bool:
+    return await unpublished(db) == 0
+
+
+async def test_an_event_published_but_not_marked_is_not_published_twice(
+    make_catalog: MakeCatalog,
+    add_petition: AddPetition,
+    tokens: Tokens,
+    nats_client: NatsClient,
+    db: asyncpg.Pool,
+) -> None:
+    petition_id = await add_petition("published")
+    catalog = await make_catalog()
+    response = await catalog.post(
+        f"/internal/petitions/{petition_id}/decisions",
+        json={
+            "decision_id": str(uuid.uuid4()),
+            "decision": "take-down",
+            "reason_code": "publicite",
+            "reason": "Le texte fait la promotion d'un produit.",
+        },
+        headers=tokens.staff("moderator"),
+    )
+    assert response.status == 200
+    assert await unpublished(db) == 0
+    # As if the process had died after JetStream's ack and before the mark.
+    await db.execute("UPDATE catalog.events SET published_at = NULL")
+    await eventually(lambda: _none_left(db))
+    assert await events_in_stream(nats_client, "hidden") == 1
+
+
+async def test_events_a_crash_left_behind_are_published_at_start(
+    make_catalog: MakeCatalog,
+    add_petition: AddPetition,
+    nats_client: NatsClient,
+    db: asyncpg.Pool,
+) -> None:
+    petition_id = await add_petition("submitted")
+    # A transition committed by a process that died before publishing anything.
+    outcome = await lifecycle.decide(
+        db,
+        petition_id,
+        lifecycle.Decision(
+            uuid.uuid4(),
+            "reject",
+            "marie",
+            reason_code="doublon",
+            reason="Une pétition identique est déjà ouverte.",
+        ),
+        signing_period_months=6,
+    )
+    assert len(outcome.event_ids) == 1
+    await ensure_petition_events_stream(nats_client.jetstream())
+    assert await events_in_stream(nats_client, "rejected") == 0
+    catalog = await make_catalog()
+    await eventually(lambda: _none_left(db))
+    assert await events_in_stream(nats_client, "rejected") == 1
+    state = await catalog.app[BUCKET].get(str(petition_id))
+    assert PetitionState.decode(state.value or b"").status == "rejected"
