@@ -3,35 +3,16 @@ from collections.abc import Callable
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
 
 from paraphe_common.tokens import MODERATOR, SIGNER, STAFF, TokenIssuer
 from paraphe_devstack.checks import assert_probes_answer
 from paraphe_devstack.keys import SigningKey, new_signer_key, new_signing_key
-from paraphe_devstack.servers import NatsServer
-from paraphe_moderation.app import create_app
-from paraphe_moderation.settings import ModerationSettings
 
 Client = TestClient[web.Request, web.Application]
 
 
-@pytest.fixture
-async def moderation(
-    aiohttp_client: AiohttpClient,
-    database_url: str,
-    nats_server: NatsServer,
-    signing_key: SigningKey,
-) -> Client:
-    settings = ModerationSettings(
-        database_url=database_url,
-        nats_url=nats_server.url,
-        token_verification_keys=signing_key.public_jwks,
-    )
-    return await aiohttp_client(create_app(settings))
-
-
 async def test_boots_with_postgresql_and_nats_and_answers_its_probes(moderation: Client) -> None:
-    await assert_probes_answer(moderation, ["postgresql", "nats"])
+    await assert_probes_answer(moderation, ["events", "nats", "petition-states", "postgresql"])
 
 
 async def test_an_agent_sees_the_roles_the_gateway_granted(

@@ -1,0 +1,496 @@
+"""Decisions: checked here, applied by the catalog, recorded in the audit log once it has.
+
+The order keeps the audit log and the catalog from diverging:
+1. the decision gets its id, kept on the item (``pending_decisions``) in a first transaction;
+2. the catalog is asked to apply it, with the staff member's own token and that id;
+3. only after the catalog's 200, one transaction writes the audit row and resolves the item.
+A catalog that does not answer leaves the item claimed and undecided (503, ``Retry-After``);
+the same decision sent again reuses the same id, which the catalog recognises. Should the
+catalog have applied it all the same, its event (``published``...) reaches the queue consumer,
+which writes the audit row from the pending decision it matches
+(:mod:`paraphe_moderation.events`).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Final
+
+import asyncpg
+
+from paraphe_common.problems import Problem
+from paraphe_common.tokens import ADMIN, COMMITTEE_SECRETARIAT, MODERATOR
+from paraphe_moderation import store
+from paraphe_moderation.catalog import Catalog, CatalogRefused, CatalogUnavailable
+from paraphe_moderation.metrics import ModerationMetrics
+from paraphe_moderation.settings import ModerationSettings
+from paraphe_moderation.store import FOLLOW_UP, REPORT, REVIEW, AuditEntry, QueueItem, Staff
+
+PUBLISH: Final = "publish"
+REJECT: Final = "reject"
+TAKE_DOWN: Final = "take-down"
+FOLLOW_UP_DECISION: Final = "follow-up"
+DISMISS: Final = "dismiss"  # a report found groundless: moderation's own, the catalog is not told
+DECISIONS: Final = (PUBLISH, REJECT, TAKE_DOWN, FOLLOW_UP_DECISION, DISMISS)
+
+# What each decision resolves an item as, in the catalog's words where it has one.
+RESOLUTIONS: Final = {
+    PUBLISH: "published",
+    REJECT: "rejected",
+    TAKE_DOWN: "hidden",
+    DISMISS: "dismissed",
+}
+
+# The petition statuses that leave nothing to decide on an item of each kind.
+SETTLED_BY: Final = {
+    REVIEW: frozenset({"published", "rejected", "hidden", "closed"}),
+    REPORT: frozenset({"hidden", "closed"}),
+}
+
+MODERATORS: Final = frozenset({MODERATOR, ADMIN})
+SECRETARIATS: Final = frozenset({COMMITTEE_SECRETARIAT, ADMIN})
+ROLES: Final = {
+    PUBLISH: MODERATORS,
+    REJECT: MODERATORS,
+    TAKE_DOWN: MODERATORS,
+    DISMISS: MODERATORS,
+    FOLLOW_UP_DECISION: SECRETARIATS,
+}
+# Who works on which kind of item.
+KIND_ROLES: Final = {REVIEW: MODERATORS, REPORT: MODERATORS, FOLLOW_UP: SECRETARIATS}
+# The decisions taken on a claimed item, by its kind; the others are taken on a petition.
+ITEM_DECISIONS: Final = {REVIEW: (PUBLISH, REJECT), REPORT: (TAKE_DOWN, DISMISS)}
+PETITION_DECISIONS: Final = (TAKE_DOWN, FOLLOW_UP_DECISION)
+
+FOLLOW_UP_STEPS: Final = {
+    "rapporteur-appointed": "Rapporteur nommé",
+    "examined-in-committee": "Examinée en commission",
+    "classified": "Classée",
+    "debated-in-public-session": "Débattue en séance publique",
+    "answer-published": "Réponse publiée",
+}
+# After these, nothing more is expected of the committee: the follow-up item is resolved.
+FINAL_STEPS: Final = frozenset({"classified", "answer-published"})
+
+REASON_MAX_LENGTH: Final = 2000
+NOTE_MAX_LENGTH: Final = 2000
+RETRY_AFTER_SECONDS: Final = 5
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision: str
+    committee: str | None = None
+    reason_code: str | None = None
+    reason: str | None = None
+    step: str | None = None
+    note: str | None = None
+
+    def catalog_body(self, decision_id: uuid.UUID) -> dict[str, Any]:
+        body: dict[str, Any] = {"decision_id": str(decision_id), "decision": self.decision}
+        if self.decision == PUBLISH:
+            body["committee"] = self.committee
+        elif self.decision in (REJECT, TAKE_DOWN):
+            body |= {"reason_code": self.reason_code, "reason": self.reason}
+        elif self.decision == FOLLOW_UP_DECISION:
+            body |= {"step": self.step, "note": self.note}
+        return body
+
+    def same_as(self, pending: Mapping[str, Any]) -> bool:
+        return all(pending.get(key) == value for key, value in asdict(self).items())
+
+
+def _invalid(detail: str, **extensions: Any) -> Problem:
+    return Problem(422, detail, kind="invalid-decision", **extensions)
+
+
+def _text(document: Mapping[str, Any], key: str, max_length: int) -> str | None:
+    value = document.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _invalid(f"« {key} » doit être un texte.")
+    value = value.strip()
+    if len(value) > max_length:
+        raise _invalid(f"« {key} » dépasse {max_length} caractères.")
+    return value or None
+
+
+def _word(document: Mapping[str, Any], key: str) -> str | None:
+    """A field meant to name something (a decision, a committee, a code): a string or nothing."""
+    value = document.get(key)
+    return value if isinstance(value, str) else None
+
+
+def read_decision(
+    document: Any, settings: ModerationSettings, allowed: tuple[str, ...]
+) -> tuple[Decision, uuid.UUID | None]:
+    """The decision a request describes, checked; and the id its sender chose, if any."""
+    if not isinstance(document, dict):
+        raise _invalid("Le corps de la requête doit être un objet JSON.")
+    kind = _word(document, "decision")
+    if kind not in allowed:
+        raise _invalid(
+            "Décision inconnue ou impossible ici : " + ", ".join(allowed) + ".",
+            allowed=list(allowed),
+        )
+    decision_id: uuid.UUID | None = None
+    if document.get("decision_id") not in (None, ""):  # none chosen: one is made
+        try:
+            decision_id = uuid.UUID(str(document["decision_id"]))
+        except ValueError:
+            raise _invalid("« decision_id » doit être un UUID.") from None
+    if kind == PUBLISH:
+        committee = _word(document, "committee")
+        if committee not in {c.id for c in settings.committees}:
+            raise _invalid("Choisissez la commission saisie de la pétition.")
+        return Decision(PUBLISH, committee=committee), decision_id
+    if kind in (REJECT, TAKE_DOWN):
+        labels = {r.code: r.label for r in settings.reason_codes}
+        code = _word(document, "reason_code")
+        if code is None or code not in labels:
+            raise _invalid("Choisissez un motif parmi ceux prévus.", allowed=sorted(labels))
+        reason = _text(document, "reason", REASON_MAX_LENGTH) or labels[code]
+        return Decision(kind, reason_code=code, reason=reason), decision_id
+    if kind == FOLLOW_UP_DECISION:
+        step = _word(document, "step")
+        if step is None or step not in FOLLOW_UP_STEPS:
+            raise _invalid("Étape de suivi inconnue.", allowed=list(FOLLOW_UP_STEPS))
+        return Decision(kind, step=step, note=_text(document, "note", NOTE_MAX_LENGTH)), decision_id
+    return Decision(DISMISS, reason=_text(document, "reason", REASON_MAX_LENGTH)), decision_id
+
+
+def require_role(staff: Staff, roles: frozenset[str]) -> None:
+    if not staff.roles & roles:
+        raise Problem(403, "Votre compte n'a pas accès à cette action.", kind="missing-role")
+
+
+def decision_document(entry: AuditEntry) -> dict[str, Any]:
+    details = entry.details
+    return {
+        "decision_id": str(entry.decision_id) if entry.decision_id else None,
+        "decision": entry.action,
+        "petition_id": str(entry.petition_id) if entry.petition_id else None,
+        "item_id": str(entry.item_id) if entry.item_id else None,
+        "at": entry.at.isoformat(),
+        "actor": entry.actor,
+        "actor_name": details.get("actor_name", ""),
+        "reason": entry.reason,
+        "reason_code": details.get("reason_code"),
+        "committee": details.get("committee"),
+        "step": details.get("step"),
+        "note": details.get("note"),
+    }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    decision: AuditEntry
+    petition: dict[str, Any] | None  # as the catalog answered, when it was asked
+
+    def document(self) -> dict[str, Any]:
+        return {"decision": decision_document(self.decision), "petition": self.petition}
+
+
+class Decisions:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        catalog: Catalog,
+        settings: ModerationSettings,
+        metrics: ModerationMetrics,
+    ) -> None:
+        self._pool = pool
+        self._catalog = catalog
+        self._settings = settings
+        self._metrics = metrics
+
+    async def on_item(
+        self,
+        item_id: uuid.UUID,
+        staff: Staff,
+        token: str,
+        decision: Decision,
+        chosen_id: uuid.UUID | None,
+    ) -> Outcome:
+        """Decide a claimed item: publish or reject a submission, take down or dismiss."""
+        require_role(staff, ROLES[decision.decision])
+        if chosen_id is not None and (
+            replayed := await self._replay(chosen_id, token, decision, item_id=item_id)
+        ):
+            return replayed
+        async with self._pool.acquire() as connection, connection.transaction():
+            petition_id = await store.item_petition(connection, item_id)
+            if petition_id is not None:
+                await store.lock_petition(connection, petition_id)  # see store.lock_petition
+            item = await store.lock_item(connection, item_id)
+            if item is None:
+                raise Problem(404, "Élément de la file introuvable.")
+            if decision.decision not in ITEM_DECISIONS.get(item.kind, ()):
+                raise Problem(
+                    409,
+                    "Cette décision ne s'applique pas à cet élément.",
+                    kind="decision-not-for-this-item",
+                    allowed=list(ITEM_DECISIONS.get(item.kind, ())),
+                )
+            retried = next((p for p in item.pending_decisions if decision.same_as(p)), None)
+            if retried is not None:
+                decision_id = uuid.UUID(retried["decision_id"])  # the same decision, again
+            elif chosen_id is not None and all(
+                p["decision_id"] != str(chosen_id) for p in item.pending_decisions
+            ):
+                decision_id = chosen_id
+            else:
+                decision_id = uuid.uuid4()
+            if not item.is_open:
+                if retried is not None and (
+                    replayed := await self._replay(decision_id, token, decision, item_id=item.id)
+                ):
+                    return replayed
+                raise Problem(409, "Cet élément a déjà été traité.", kind="already-resolved")
+            if not item.is_claimed_by(staff):
+                raise Problem(
+                    409,
+                    "Prenez d'abord cet élément en charge (ou reprenez-le : votre prise en "
+                    "charge a expiré).",
+                    kind="not-claimed",
+                )
+            if decision.decision == DISMISS:
+                entry = await self._record(
+                    connection, item.petition_id, item, staff, decision, decision_id
+                )
+                return Outcome(entry, None)
+            if retried is None:
+                await store.add_pending_decision(
+                    connection,
+                    item.id,
+                    asdict(decision) | {"decision_id": str(decision_id), "actor": staff.subject,
+                                        "actor_name": staff.name},
+                )  # fmt: skip
+        petition = await self._apply(item, token, decision, decision_id)
+        async with self._pool.acquire() as connection, connection.transaction():
+            entry = await self._record(
+                connection, item.petition_id, item, staff, decision, decision_id
+            )
+        return Outcome(entry, petition)
+
+    async def on_petition(
+        self,
+        petition_id: uuid.UUID,
+        staff: Staff,
+        token: str,
+        decision: Decision,
+        chosen_id: uuid.UUID | None,
+    ) -> Outcome:
+        """A decision on a petition itself: a take-down, a follow-up step."""
+        require_role(staff, ROLES[decision.decision])
+        decision_id = chosen_id or uuid.uuid4()
+        if replayed := await self._replay(decision_id, token, decision, petition_id=petition_id):
+            return replayed
+        petition = await self._apply(None, token, decision, decision_id, petition_id)
+        async with self._pool.acquire() as connection, connection.transaction():
+            entry = await self._record(connection, petition_id, None, staff, decision, decision_id)
+        return Outcome(entry, petition)
+
+    async def _replay(
+        self,
+        decision_id: uuid.UUID,
+        token: str,
+        decision: Decision,
+        *,
+        item_id: uuid.UUID | None = None,
+        petition_id: uuid.UUID | None = None,
+    ) -> Outcome | None:
+        """A decision recorded before, sent again: the same answer, nothing done twice."""
+        entry = await store.audit_entry(self._pool, decision_id)
+        if entry is None:
+            return None
+        same_target = (item_id is None or entry.item_id == item_id) and (
+            petition_id is None or entry.petition_id == petition_id
+        )
+        if not same_target or entry.action != decision.decision:
+            raise Problem(
+                409,
+                "Cet identifiant de décision a déjà servi pour une autre décision.",
+                kind="decision-id-reused",
+            )
+        if entry.action == DISMISS or entry.petition_id is None:
+            return Outcome(entry, None)
+        try:
+            petition = await self._catalog.petition(str(entry.petition_id), token)
+        except (CatalogUnavailable, CatalogRefused):
+            petition = None  # the decision stands; the petition's view can be read later
+        return Outcome(entry, petition)
+
+    async def _apply(
+        self,
+        item: QueueItem | None,
+        token: str,
+        decision: Decision,
+        decision_id: uuid.UUID,
+        petition_id: uuid.UUID | None = None,
+    ) -> dict[str, Any]:
+        target = str(item.petition_id if item is not None else petition_id)
+        try:
+            return await self._catalog.decide(target, token, decision.catalog_body(decision_id))
+        except CatalogUnavailable:
+            self._metrics.catalog_failures.inc()
+            raise Problem(
+                503,
+                "Le catalogue des pétitions ne répond pas : la décision n'est pas enregistrée. "
+                "Réessayez dans quelques instants.",
+                kind="catalog-unavailable",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            ) from None
+        except CatalogRefused as refused:
+            if item is not None:
+                # Refused, so not applied: no event will confirm it.
+                await store.drop_pending_decision(self._pool, item.id, decision_id)
+                status = refused.problem.get("petition_status")
+                if refused.status == 409 and status in SETTLED_BY.get(item.kind, ()):
+                    await self._settled_elsewhere(item.id, item.petition_id, str(status))
+            raise _catalog_problem(refused) from None
+
+    async def _settled_elsewhere(
+        self, item_id: uuid.UUID, petition_id: uuid.UUID, status: str
+    ) -> None:
+        """The catalog says the petition was decided already: nothing is left on the item.
+
+        If an earlier decision of ours did it (its answer lost), it is audited now, as its
+        event would have.
+        """
+        async with self._pool.acquire() as connection, connection.transaction():
+            await store.lock_petition(connection, petition_id)  # before the item, as events do
+            item = await store.lock_item(connection, item_id)
+            if item is None or not item.is_open:
+                return
+            await store.resolve_item(connection, item.id, status, "catalog")
+            await audit_confirmed(connection, item, status, {}, self._metrics, "catalog")
+
+    async def _record(
+        self,
+        connection: store.Connection,
+        petition_id: uuid.UUID,
+        item: QueueItem | None,
+        staff: Staff,
+        decision: Decision,
+        decision_id: uuid.UUID,
+    ) -> AuditEntry:
+        await store.lock_petition(connection, petition_id)  # before the item, as events do
+        details = {
+            key: value
+            for key, value in asdict(decision).items()
+            if key not in {"decision", "reason"} and value is not None
+        }
+        details |= {"actor_name": staff.name, "roles": sorted(staff.roles)}
+        if item is not None:
+            details["item_kind"] = item.kind
+        appended = await store.append_audit(
+            connection,
+            actor=staff.subject,
+            action=decision.decision,
+            petition_id=petition_id,
+            reason=decision.reason,
+            details=details,
+            decision_id=decision_id,
+            item_id=item.id if item is not None else None,
+        )
+        if item is not None:
+            await store.resolve_item(
+                connection, item.id, RESOLUTIONS[decision.decision], staff.subject
+            )
+        if decision.decision == TAKE_DOWN:
+            await store.close_items(connection, str(petition_id), [REPORT], RESOLUTIONS[TAKE_DOWN])
+        if decision.decision == FOLLOW_UP_DECISION and decision.step in FINAL_STEPS:
+            await store.resolve_follow_ups(connection, petition_id, str(decision.step))
+        if appended:
+            self._metrics.decisions.labels(decision.decision).inc()
+            log.info(
+                "decision %s on petition %s by agent %s (%s)",
+                decision.decision,
+                petition_id,
+                staff.subject,
+                decision_id,
+            )
+        entry = await store.audit_entry(connection, decision_id)
+        if entry is None:  # written just above, or by the same decision before
+            raise RuntimeError(f"decision {decision_id} has no audit row")
+        return entry
+
+
+# The decision that brings a petition to each status.
+CONFIRMS: Final = {"published": PUBLISH, "rejected": REJECT, "hidden": TAKE_DOWN}
+
+
+def confirmed_decision(
+    pending: list[dict[str, Any]], status: str, hint: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """Of the decisions sent and not confirmed, the one the catalog applied to reach ``status``.
+
+    The event names the committee (published) or the reason code (rejected, hidden); failing
+    that, the last decision of the right kind.
+    """
+    candidates = [p for p in pending if p.get("decision") == CONFIRMS.get(status)]
+    telling = "committee" if status == "published" else "reason_code"
+    exact = [p for p in candidates if hint.get(telling) and p.get(telling) == hint.get(telling)]
+    chosen = exact or candidates
+    return chosen[-1] if chosen else None
+
+
+async def audit_confirmed(
+    connection: store.Connection,
+    item: QueueItem,
+    status: str,
+    hint: Mapping[str, Any],
+    metrics: ModerationMetrics,
+    confirmed_by: str,
+) -> None:
+    """Audit the decision of ours that the catalog applied without our hearing of it."""
+    pending = confirmed_decision(item.pending_decisions, status, hint)
+    if pending is None:
+        return  # settled by another path: nothing of ours to confirm
+    appended = await store.append_audit(
+        connection,
+        actor=str(pending.get("actor", "")),
+        action=str(pending["decision"]),
+        petition_id=item.petition_id,
+        reason=pending.get("reason"),
+        details={
+            k: v
+            for k, v in pending.items()
+            if k not in {"decision", "reason", "actor", "decision_id"} and v is not None
+        }
+        | {"item_kind": item.kind, "confirmed_by": confirmed_by},
+        decision_id=uuid.UUID(str(pending["decision_id"])),
+        item_id=item.id,
+    )
+    if appended:
+        metrics.decisions.labels(str(pending["decision"])).inc()
+
+
+def _catalog_problem(refused: CatalogRefused) -> Problem:
+    detail = refused.detail
+    if refused.status == 404:
+        return Problem(404, detail or "Pétition inconnue du catalogue.", kind="unknown-petition")
+    if refused.status == 409:
+        return Problem(
+            409,
+            detail or "L'état de la pétition ne permet plus cette décision.",
+            kind="transition-not-allowed",
+        )
+    if refused.status == 401:
+        return Problem(
+            401,
+            "Votre session n'est pas valide ou a expiré : identifiez-vous à nouveau.",
+            kind="invalid-token",
+        )
+    if refused.status == 403:
+        return Problem(403, "Votre compte n'a pas accès à cette action.", kind="missing-role")
+    if refused.status == 422:
+        return Problem(422, detail or "Décision refusée par le catalogue.", kind="invalid-decision")
+    return Problem(409, detail or "Le catalogue a refusé la décision.", kind="catalog-refused")

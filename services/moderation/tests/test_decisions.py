@@ -1,0 +1,493 @@
+"""Decisions: applied by the catalog with the agent's own token, then written to the audit log."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+Client = TestClient[web.Request, web.Application]
+# The shapes of conftest's fixtures (test modules cannot import it).
+Eventually = Callable[..., Awaitable[Any]]
+PublishEvent = Callable[..., Awaitable[Any]]
+StartModeration = Callable[..., Awaitable[Client]]
+SubmitPetition = Callable[..., Awaitable[dict[str, Any]]]
+IssueStaffToken = Callable[..., str]
+FakeCatalog = Any
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def claimed(client: Client, item: dict[str, Any], token: str) -> None:
+    answer = await client.post(f"/api/moderation/items/{item['id']}/claim", headers=bearer(token))
+    assert answer.status == 200, await answer.text()
+
+
+async def audit_rows(settings: Any) -> list[asyncpg.Record]:
+    connection = await asyncpg.connect(settings.database_url.get_secret_value())
+    try:
+        return await connection.fetch("SELECT * FROM moderation.audit_log ORDER BY id")
+    finally:
+        await connection.close()
+
+
+async def test_a_moderator_publishes_with_a_committee_through_the_catalog(
+    moderation: Client,
+    submit_petition: SubmitPetition,
+    staff_token: IssueStaffToken,
+    catalog: FakeCatalog,
+    settings: Any,
+) -> None:
+    item = await submit_petition()
+    marie = staff_token("moderator", subject="marie", name="Marie Modératrice")
+    await claimed(moderation, item, marie)
+    answer = await moderation.post(
+        f"/api/moderation/items/{item['id']}/decision",
+        json={"decision": "publish", "committee": item["suggested_committee"]},
+        headers=bearer(marie),
+    )
+    assert answer.status == 200, await answer.text()
+    outcome = await answer.json()
+    assert outcome["decision"]["decision"] == "publish"
+    assert outcome["decision"]["committee"] == "affaires-culturelles"
+    assert outcome["decision"]["actor"] == "marie"
+    assert outcome["petition"]["status"] == "published"
+    # The catalog saw Marie's own token and a decision id; the contract's fields, no others.
+    assert catalog.tokens == [f"Bearer {marie}"]
+    [sent] = catalog.calls
+    assert set(sent) == {"decision_id", "decision", "committee"}
+    assert sent["decision_id"] == outcome["decision"]["decision_id"]
+    [row] = await audit_rows(settings)
+    assert (row["actor"], row["action"], str(row["petition_id"])) == (
+        "marie",
+        "publish",
+        item["petition_id"],
+    )
+    listed = await moderation.get(
+        f"/api/moderation/queue?status=resolved&petition_id={item['petition_id']}",
+        headers=bearer(marie),
+    )
+    [resolved] = (await listed.json())["items"]
+    assert resolved["resolution"] == "published"
+    assert resolved["claimed_by"] is None
+    metrics = await (await moderation.get("/metrics")).text()
+    assert 'moderation_decisions_total{decision="publish"} 1.0' in metrics
+
+
+async def test_a_rejection_carries_the_reason_the_author_will_read(
+    moderation: Client,
+    submit_petition: SubmitPetition,
+    staff_token: IssueStaffToken,
+    catalog: FakeCatalog,
+) -> None:
+    item = await submit_petition()
+    marie = staff_token("moderator")
+    await claimed(moderation, item, marie)
+    decide = f"/api/moderation/items/{item['id']}/decision"
+    unknown = await moderation.post(
+        decide, json={"decision": "reject", "reason_code": "because"}, headers=bearer(marie)
+    )
+    assert unknown.status == 422
+    assert "not-french" in (await unknown.json())["allowed"]
+    answer = await moderation.post(
+        decide, json={"decision": "reject", "reason_code": "outside-remit"}, headers=bearer(marie)
+    )
+    assert answer.status == 200, await answer.text()
+    [sent] = catalog.calls
+    assert sent["reason_code"] == "outside-remit"
+    assert sent["reason"].startswith("La demande ne relève pas de la compétence du Parlement")
+
+
+async def test_deciding_needs_a_claim_held_by_oneself(
+    moderation: Client, submit_petition: SubmitPetition, staff_token: IssueStaffToken
+) -> None:
+    item = await submit_petition()
+    marie, ines = staff_token("moderator", subject="marie"), staff_token("admin", subject="ines")
+    decide = f"/api/moderation/items/{item['id']}/decision"
+    body = {"decision": "publish", "committee": "lois"}
+    unclaimed = await moderation.post(decide, json=body, headers=bearer(marie))
+    assert unclaimed.status == 409
+    assert (await unclaimed.json())["type"] == "urn:paraphe:problem:not-claimed"
+    await claimed(moderation, item, ines)
+    assert (await moderation.post(decide, json=body, headers=bearer(marie))).status == 409
+
+
+async def test_the_same_decision_sent_twice_is_applied_and_recorded_once(
+    moderation: Client,
+    submit_petition: SubmitPetition,
+    staff_token: IssueStaffToken,
+    catalog: FakeCatalog,
+    settings: Any,
+) -> None:
+    item = await submit_petition()
+    marie = staff_token("moderator")
+    await claimed(moderation, item, marie)
+    body = {"decision_id": str(uuid.uuid4()), "decision": "publish", "committee": "lois"}
+    decide = f"/api/moderation/items/{item['id']}/decision"
+    first = await moderation.post(decide, json=body, headers=bearer(marie))
+    again = await moderation.post(decide, json=body, headers=bearer(marie))
+    assert first.status == again.status == 200
+    assert (await first.json())["decision"] == (await again.json())["decision"]
+    assert len(await audit_rows(settings)) == 1
+    assert len(catalog.decisions) == 1
+    # Another decision on the resolved item is refused.
+    other = await moderation.post(
+        decide, json={"decision": "reject", "reason_code": "duplicate"}, headers=bearer(marie)
+    )
+    assert other.status == 409
+
+
+async def test_a_catalog_that_does_not_answer_leaves_the_item_claimed_and_undecided(
+    moderation: Client,
+    submit_petition: SubmitPetition,
+    staff_token: IssueStaffToken,
+    catalog: FakeCatalog,
+    settings: Any,
+) -> None:
+    item = await submit_petition()
+    marie = staff_token("moderator", subject="marie")
+    await claimed(moderation, item, marie)
+    catalog.failures = 1
+    decide = f"/api/moderation/items/{item['id']}/decision"
+    body = {"decision": "publish", "committee": "lois"}
+    failed = await moderation.post(decide, json=body, headers=bearer(marie))
+    assert failed.status == 503
+    assert failed.headers["Retry-After"] == "5"
+    assert (await failed.json())["type"] == "urn:paraphe:problem:catalog-unavailable"
+    assert await audit_rows(settings) == []
+    state = await (
+        await moderation.get(f"/api/moderation/items/{item['id']}", headers=bearer(marie))
+    ).json()
+    assert state["claimed_by"] == "marie"
+    assert state["resolution"] is None
+    # The retry, without an id of the client's, reuses the decision's id.
+    retried = await moderation.post(decide, json=body, headers=bearer(marie))
+    assert retried.status == 200
+    first_id, second_id = (call["decision_id"] for call in catalog.calls)
+    assert first_id == second_id
+    assert [row["decision_id"] for row in await audit_rows(settings)] == [uuid.UUID(first_id)]
+
+
+async def test_a_decision_applied_whose_answer_was_lost_is_audited_from_its_event(
+    moderation: Client,
+    submit_petition: SubmitPetition,
+    staff_token: IssueStaffToken,
+    catalog: FakeCatalog,
+    publish_event: PublishEvent,
+    eventually: Eventually,
+    settings: Any,
+) -> None:
+    item = await submit_petition()
+    marie = staff_token("moderator", subject="marie")
+    await claimed(moderation, item, marie)
+    catalog.failures, catalog.applies_then_fails = 1, True
+    decide = f"/api/moderation/items/{item['id']}/decision"
+    body = {"decision": "publish", "committee": "finances"}
+    assert (await moderation.post(decide, json=body, headers=bearer(marie))).status == 503
+    # The catalog did publish it, and says so on NATS.
+    await publish_event("published", item["petition_id"], status="published", committee="finances")
+    [row] = await eventually(lambda: audit_rows(settings))
+    assert (row["actor"], row["action"]) == ("marie", "publish")
+    assert str(row["decision_id"]) == catalog.calls[0]["decision_id"]
+    # Marie's retry finds the decision recorded: the same answer, nothing twice.
+    retried = await moderation.post(decide, json=body, headers=bearer(marie))
+    assert retried.status == 200, await retried.text()
+    assert len(await audit_rows(settings)) == 1
+
+
+async def test_a_transition_the_catalog_refuses_is_a_conflict(
+    moderation: Client,
+    submit_petition: SubmitPetition,
+    staff_token: IssueStaffToken,
+    catalog: FakeCatalog,
+    settings: Any,
+) -> None:
+    item = await submit_petition()
+    catalog.statuses[item["petition_id"]] = "published"  # published meanwhile
+    marie = staff_token("moderator")
+    await claimed(moderation, item, marie)
+    answer = await moderation.post(
+        f"/api/moderation/items/{item['id']}/decision",
+        json={"decision": "reject", "reason_code": "duplicate"},
+        headers=bearer(marie),
+    )
+    assert answer.status == 409
+    assert (await answer.json())["detail"] == "Transition impossible depuis cet état."
+    assert await audit_rows(settings) == []
+    # Published by other means: the review item has nothing left to decide.
+    state = await moderation.get(f"/api/moderation/items/{item['id']}", headers=bearer(marie))
+    assert (await state.json())["resolution"] == "published"
+
+
+async def test_reports_lead_to_a_take_down_with_a_reason(
+    moderation: Client,
+    staff_token: IssueStaffToken,
+    catalog: FakeCatalog,
+    set_petition_state: Any,
+    eventually: Eventually,
+) -> None:
+    petition_id = str(uuid.uuid4())
+    catalog.statuses[petition_id] = "published"
+    await set_petition_state(petition_id, "published")
+
+    async def reported() -> bool:
+        answer = await moderation.post(
+            "/api/moderation/reports",
+            json={"petition_id": petition_id, "reason_code": "insulting", "message": "Injurieux."},
+        )
+        return answer.status == 202
+
+    await eventually(reported)  # once the state has reached moderation's view
+    marie = staff_token("moderator")
+    [item] = (
+        await (
+            await moderation.get(
+                f"/api/moderation/queue?kind=report&petition_id={petition_id}",
+                headers=bearer(marie),
+            )
+        ).json()
+    )["items"]
+    await claimed(moderation, item, marie)
+    answer = await moderation.post(
+        f"/api/moderation/items/{item['id']}/decision",
+        json={"decision": "take-down", "reason_code": "insulting", "reason": "Propos injurieux."},
+        headers=bearer(marie),
+    )
+    assert answer.status == 200, await answer.text()
+    assert catalog.statuses[petition_id] == "hidden"
+    assert catalog.calls[-1] == {
+        "decision_id": catalog.calls[-1]["decision_id"],
+        "decision": "take-down",
+        "reason_code": "insulting",
+        "reason": "Propos injurieux.",
+    }
+
+
+async def test_take_downs_whose_events_race_their_answers_are_each_recorded_once(
+    moderation: Client,
+    staff_token: IssueStaffToken,
+    catalog: FakeCatalog,
+    set_petition_state: Any,
+    publish_event: PublishEvent,
+    eventually: Eventually,
+    settings: Any,
+) -> None:
+    # The catalog's "hidden" event closes the petition's reports while the answer is on its
+    # way: the event and the decision's own record touch the same rows, and neither may fail.
+    async def announce(petition_id: str, status: str) -> None:
+        await publish_event(status, petition_id, status=status)
+        await asyncio.sleep(random.uniform(0, 0.02))  # answers arrive across the event's handling
+
+    catalog.on_applied = announce
+    marie = staff_token("moderator")
+    petitions = [str(uuid.uuid4()) for _ in range(30)]
+    for petition_id in petitions:
+        catalog.statuses[petition_id] = "published"
+        await set_petition_state(petition_id, "published")
+
+    async def reported(petition_id: str) -> dict[str, Any]:
+        async def sent() -> bool:
+            answer = await moderation.post(
+                "/api/moderation/reports",
+                json={"petition_id": petition_id, "reason_code": "insulting"},
+            )
+            return answer.status == 202
+
+        await eventually(sent)  # once the state has reached moderation's view
+        queue = await moderation.get(
+            f"/api/moderation/queue?kind=report&petition_id={petition_id}", headers=bearer(marie)
+        )
+        items: list[dict[str, Any]] = (await queue.json())["items"]
+        assert len(items) == 1, items  # reports of one petition gather on one item
+        await claimed(moderation, items[0], marie)
+        return items[0]
+
+    chosen = [await reported(petition_id) for petition_id in petitions]
+
+    async def take_down(item: dict[str, Any]) -> tuple[int, str]:
+        answer = await moderation.post(
+            f"/api/moderation/items/{item['id']}/decision",
+            json={"decision": "take-down", "reason_code": "insulting", "reason": "Injurieux."},
+            headers=bearer(marie),
+        )
+        return answer.status, await answer.text()
+
+    answers = await asyncio.gather(*(take_down(item) for item in chosen))
+    assert [status for status, _ in answers] == [200] * len(chosen), answers
+    rows = await audit_rows(settings)
+    assert sorted(str(row["petition_id"]) for row in rows) == sorted(petitions)
+    for petition_id in petitions:
+        queue = await moderation.get(
+            f"/api/moderation/queue?kind=report&petition_id={petition_id}", headers=bearer(marie)
+        )
+        assert (await queue.json())["items"] == []
+
+
+async def test_the_secretariat_records_follow_up_steps(
+    moderation: Client,
+    publish_event: PublishEvent,
+    staff_token: IssueStaffToken,
+    catalog: FakeCatalog,
+    eventually: Eventually,
+) -> None:
+    petition_id = str(uuid.uuid4())
+    catalog.statuses[petition_id] = "published"
+    await publish_event("threshold-reached", petition_id, threshold=100_000, signatures=100_000)
+    paul = staff_token("committee-secretariat", subject="paul")
+
+    async def open_follow_ups() -> list[dict[str, Any]]:
+        answer = await moderation.get(
+            f"/api/moderation/queue?kind=follow-up&petition_id={petition_id}", headers=bearer(paul)
+        )
+        items: list[dict[str, Any]] = (await answer.json())["items"]
+        return items
+
+    await eventually(open_follow_ups)
+    decide = f"/api/moderation/petitions/{petition_id}/decisions"
+    for step in ("rapporteur-appointed", "examined-in-committee", "classified"):
+        answer = await moderation.post(
+            decide, json={"decision": "follow-up", "step": step, "note": None}, headers=bearer(paul)
+        )
+        assert answer.status == 200, await answer.text()
+        # The item stays until a final step: classified, or answer published.
+        assert bool(await open_follow_ups()) == (step != "classified")
+    assert catalog.follow_ups[petition_id] == [
+        "rapporteur-appointed",
+        "examined-in-committee",
+        "classified",
+    ]
+    marie = staff_token("moderator")
+    refused = await moderation.post(
+        decide, json={"decision": "follow-up", "step": "classified"}, headers=bearer(marie)
+    )
+    assert refused.status == 403
+
+
+@pytest.mark.parametrize(
+    ("roles", "status"),
+    [
+        pytest.param((), 403, id="an agent with no role"),
+        pytest.param(("committee-secretariat",), 403, id="a committee secretariat"),
+        pytest.param(("moderator",), 403, id="a moderator"),
+        pytest.param(("admin",), 200, id="an admin"),
+    ],
+)
+async def test_only_admins_read_the_audit_log(
+    moderation: Client, staff_token: IssueStaffToken, roles: tuple[str, ...], status: int
+) -> None:
+    answer = await moderation.get("/api/moderation/audit", headers=bearer(staff_token(*roles)))
+    assert answer.status == status
+
+
+async def test_the_audit_log_lists_decisions_for_admins(
+    moderation: Client, submit_petition: SubmitPetition, staff_token: IssueStaffToken
+) -> None:
+    item = await submit_petition()
+    marie = staff_token("moderator", subject="marie", name="Marie")
+    await claimed(moderation, item, marie)
+    await moderation.post(
+        f"/api/moderation/items/{item['id']}/decision",
+        json={"decision": "reject", "reason_code": "not-french", "reason": "Texte en anglais."},
+        headers=bearer(marie),
+    )
+    answer = await moderation.get("/api/moderation/audit", headers=bearer(staff_token("admin")))
+    [entry] = (await answer.json())["entries"]
+    assert entry["actor"] == "marie"
+    assert entry["actor_name"] == "Marie"
+    assert (entry["decision"], entry["reason_code"], entry["reason"]) == (
+        "reject",
+        "not-french",
+        "Texte en anglais.",
+    )
+
+
+async def test_a_change_of_mind_after_a_lost_answer_still_audits_what_was_applied(
+    moderation: Client,
+    submit_petition: SubmitPetition,
+    staff_token: IssueStaffToken,
+    catalog: FakeCatalog,
+    publish_event: PublishEvent,
+    eventually: Eventually,
+    settings: Any,
+) -> None:
+    item = await submit_petition()
+    marie = staff_token("moderator", subject="marie")
+    await claimed(moderation, item, marie)
+    decide = f"/api/moderation/items/{item['id']}/decision"
+    catalog.failures, catalog.applies_then_fails = 1, True
+    publish = {"decision": "publish", "committee": "finances"}
+    assert (await moderation.post(decide, json=publish, headers=bearer(marie))).status == 503
+    # Marie now rejects it instead; the catalog published it already and refuses.
+    reject = {"decision": "reject", "reason_code": "duplicate"}
+    assert (await moderation.post(decide, json=reject, headers=bearer(marie))).status == 409
+    await publish_event("published", item["petition_id"], status="published", committee="finances")
+    [row] = await eventually(lambda: audit_rows(settings))
+    assert row["action"] == "publish"
+    assert str(row["decision_id"]) == catalog.calls[0]["decision_id"]
+
+
+async def test_a_catalog_that_hangs_is_given_up_after_the_timeout(
+    start_moderation: StartModeration,
+    submit_petition: SubmitPetition,
+    staff_token: IssueStaffToken,
+    catalog: FakeCatalog,
+) -> None:
+    moderation = await start_moderation(catalog_timeout=0.5)
+    item = await submit_petition()
+    marie = staff_token("moderator", subject="marie")
+    await claimed(moderation, item, marie)
+    catalog.delay = 5.0
+    started = asyncio.get_running_loop().time()
+    answer = await moderation.post(
+        f"/api/moderation/items/{item['id']}/decision",
+        json={"decision": "publish", "committee": "lois"},
+        headers=bearer(marie),
+    )
+    assert answer.status == 503
+    assert asyncio.get_running_loop().time() - started < 3
+
+
+async def test_a_decision_id_cannot_be_reused_for_another_decision(
+    moderation: Client, submit_petition: SubmitPetition, staff_token: IssueStaffToken
+) -> None:
+    first, second = await submit_petition(), await submit_petition()
+    marie = staff_token("moderator")
+    decision_id = str(uuid.uuid4())
+    for item in (first, second):
+        await claimed(moderation, item, marie)
+    body = {"decision_id": decision_id, "decision": "publish", "committee": "lois"}
+    done = await moderation.post(
+        f"/api/moderation/items/{first['id']}/decision", json=body, headers=bearer(marie)
+    )
+    assert done.status == 200
+    reused = await moderation.post(
+        f"/api/moderation/items/{second['id']}/decision", json=body, headers=bearer(marie)
+    )
+    assert reused.status == 409
+    assert (await reused.json())["type"] == "urn:paraphe:problem:decision-id-reused"
+
+
+async def test_a_decision_that_does_not_fit_the_item_is_a_conflict(
+    moderation: Client, submit_petition: SubmitPetition, staff_token: IssueStaffToken
+) -> None:
+    item = await submit_petition()
+    marie = staff_token("moderator")
+    await claimed(moderation, item, marie)
+    answer = await moderation.post(
+        f"/api/moderation/items/{item['id']}/decision",
+        json={"decision": "take-down", "reason_code": "defamatory"},
+        headers=bearer(marie),
+    )
+    assert answer.status == 409
+    problem = await answer.json()
+    assert problem["type"] == "urn:paraphe:problem:decision-not-for-this-item"
+    assert problem["allowed"] == ["publish", "reject"]

@@ -1,0 +1,208 @@
+"""Staff pages: French, no JavaScript needed, forms that POST and redirect, CSRF-guarded."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from paraphe_common.tokens import SIGNER
+from paraphe_devstack.keys import new_signer_key
+from paraphe_moderation.pages import age_fr
+
+Client = TestClient[web.Request, web.Application]
+SubmitPetition = Callable[..., Awaitable[dict[str, Any]]]
+IssueStaffToken = Callable[..., str]
+SetState = Callable[[str, str], Awaitable[None]]
+Eventually = Callable[..., Awaitable[Any]]
+
+ORIGIN = {"Origin": "http://petitions.example"}
+HTML = {"Accept": "text/html"}
+
+
+def as_staff(token: str) -> dict[str, str]:
+    return {"Cookie": f"paraphe_staff={token}", **HTML}
+
+
+async def test_without_a_staff_session_the_page_offers_the_staff_sign_in(
+    moderation: Client,
+) -> None:
+    citizen = new_signer_key().issuer().issue(SIGNER, "s" * 64, 600)
+    for headers in (HTML, {"Cookie": f"paraphe_signer={citizen}", **HTML}):
+        answer = await moderation.get("/moderation/", headers=headers)
+        assert answer.status == 401
+        page = await answer.text()
+        assert 'href="/auth/login?flow=staff&amp;return_to=%2Fmoderation%2F"' in page
+        assert '<html lang="fr">' in page
+
+
+async def test_an_agent_without_a_role_is_refused(
+    moderation: Client, staff_token: IssueStaffToken
+) -> None:
+    answer = await moderation.get("/moderation/", headers=as_staff(staff_token()))
+    assert answer.status == 403
+    assert "text/html" in answer.headers["Content-Type"]
+
+
+async def test_a_moderator_reviews_and_publishes_from_the_pages(
+    moderation: Client,
+    submit_petition: SubmitPetition,
+    staff_token: IssueStaffToken,
+    catalog: Any,
+) -> None:
+    item = await submit_petition(title="Des écoles <script>alert(1)</script> rénovées")
+    marie = staff_token("moderator", subject="marie", name="Marie")
+    queue = await moderation.get("/moderation/", headers=as_staff(marie))
+    assert queue.status == 200
+    page = await queue.text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<script>alert(1)" not in page
+    assert "moins d&#39;une minute" in page or "moins d'une minute" in page  # the item's age
+    claim_url = f"/moderation/items/{item['id']}/claim"
+    # Without the site's Origin (or Referer), a form is refused: another site could post it.
+    forged = await moderation.post(claim_url, headers=as_staff(marie), allow_redirects=False)
+    assert forged.status == 403
+    elsewhere = await moderation.post(
+        claim_url,
+        headers={**as_staff(marie), "Origin": "https://evil.example"},
+        allow_redirects=False,
+    )
+    assert elsewhere.status == 403
+    claimed = await moderation.post(
+        claim_url,
+        headers={**as_staff(marie), "Referer": "http://petitions.example/moderation/"},
+        allow_redirects=False,
+    )
+    assert claimed.status == 303
+    assert claimed.headers["Location"] == f"/moderation/items/{item['id']}"
+    review = await (
+        await moderation.get(claimed.headers["Location"], headers=as_staff(marie))
+    ).text()
+    # The suggested committee is preselected; the reason codes are offered.
+    assert '<option value="affaires-culturelles" selected>' in review
+    assert '<option value="not-french">' in review
+    decision_id = re.search(r'name="decision_id" value="([0-9a-f-]{36})"', review)
+    assert decision_id is not None
+    published = await moderation.post(
+        f"/moderation/items/{item['id']}/decision",
+        data={"decision": "publish", "committee": "lois", "decision_id": decision_id[1]},
+        headers={**as_staff(marie), **ORIGIN},
+        allow_redirects=False,
+    )
+    assert published.status == 303, await published.text()
+    assert published.headers["Location"] == "/moderation/?kind=review&notice=decided"
+    assert catalog.calls == [
+        {"decision_id": decision_id[1], "decision": "publish", "committee": "lois"}
+    ]
+    done = await moderation.get(published.headers["Location"], headers=as_staff(marie))
+    assert "La décision est enregistrée." in await done.text()
+
+
+async def test_a_form_error_is_said_on_the_page_not_as_a_500(
+    moderation: Client, submit_petition: SubmitPetition, staff_token: IssueStaffToken
+) -> None:
+    item = await submit_petition()
+    marie = staff_token("moderator", subject="marie")
+    headers = {**as_staff(marie), **ORIGIN}
+    await moderation.post(f"/moderation/items/{item['id']}/claim", headers=headers)
+    answer = await moderation.post(
+        f"/moderation/items/{item['id']}/decision",
+        data={"decision": "reject", "reason_code": "", "decision_id": "not-a-uuid"},
+        headers=headers,
+        allow_redirects=False,
+    )
+    assert answer.status == 422
+    assert "La décision n&#39;a pas été enregistrée" in await answer.text()
+    unknown = await moderation.get(f"/moderation/items/{uuid.uuid4()}", headers=as_staff(marie))
+    assert unknown.status == 404
+    assert (await moderation.get("/moderation/items/xyz", headers=as_staff(marie))).status == 404
+
+
+async def test_the_secretariat_records_a_step_from_the_petition_page(
+    moderation: Client, staff_token: IssueStaffToken, catalog: Any
+) -> None:
+    petition_id = str(uuid.uuid4())
+    catalog.statuses[petition_id] = "published"
+    paul = staff_token("committee-secretariat", subject="paul")
+    page = await (
+        await moderation.get(f"/moderation/petitions/{petition_id}", headers=as_staff(paul))
+    ).text()
+    assert "Enregistrer une étape du suivi" in page
+    assert "Retirer la pétition" not in page  # not a moderator
+    answer = await moderation.post(
+        f"/moderation/petitions/{petition_id}/decisions",
+        data={"decision": "follow-up", "step": "rapporteur-appointed", "note": "M. Dupont"},
+        headers={**as_staff(paul), **ORIGIN},
+        allow_redirects=False,
+    )
+    assert answer.status == 303
+    assert catalog.follow_ups[petition_id] == ["rapporteur-appointed"]
+    assert catalog.calls[-1]["note"] == "M. Dupont"
+
+
+async def test_only_admins_see_the_audit_page(
+    moderation: Client, staff_token: IssueStaffToken
+) -> None:
+    admin = await moderation.get("/moderation/journal", headers=as_staff(staff_token("admin")))
+    assert admin.status == 200
+    assert "Journal des décisions" in await admin.text()
+    moderator = await moderation.get(
+        "/moderation/journal", headers=as_staff(staff_token("moderator"))
+    )
+    assert moderator.status == 403
+
+
+async def test_a_citizen_reports_a_petition_with_the_public_form(
+    moderation: Client, set_petition_state: SetState, eventually: Eventually
+) -> None:
+    petition_id = str(uuid.uuid4())
+    await set_petition_state(petition_id, "published")
+    form = await moderation.get(f"/moderation/signaler?petition={petition_id}", headers=HTML)
+    assert form.status == 200
+    assert f'value="{petition_id}"' in await form.text()
+    invalid = await moderation.post(
+        "/moderation/signaler",
+        data={"petition_id": petition_id, "reason_code": "", "message": ""},
+        headers={**HTML, **ORIGIN},
+    )
+    assert invalid.status in (404, 422)  # 404 until the state reaches moderation's view
+
+    async def sent() -> Any:
+        answer = await moderation.post(
+            "/moderation/signaler",
+            data={"petition_id": petition_id, "reason_code": "insulting", "message": "Injures."},
+            headers={**HTML, **ORIGIN},
+        )
+        return answer if answer.status == 200 else None
+
+    answer = await eventually(sent)
+    assert "Signalement envoyé" in await answer.text()
+
+
+async def test_unreadable_or_oversized_forms_get_a_french_page_not_a_500(
+    moderation: Client, set_petition_state: SetState
+) -> None:
+    headers = {**HTML, **ORIGIN}
+    latin1 = await moderation.post(
+        "/moderation/signaler",
+        data=b"petition_id=%FF%FE&reason_code=other&message=caf%E9",
+        headers={**headers, "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert latin1.status in (400, 404)
+    huge = await moderation.post(
+        "/moderation/signaler", data={"message": "x" * 200_000}, headers=headers
+    )
+    assert huge.status == 413
+    assert "text/html" in huge.headers["Content-Type"]
+
+
+def test_ages_read_as_people_say_them() -> None:
+    assert age_fr(30) == "moins d'une minute"
+    assert age_fr(5 * 60 + 59) == "5 min"
+    assert age_fr(90 * 60) == "1 h"
+    assert age_fr(47 * 3600) == "47 h"
+    assert age_fr(3 * 24 * 3600 + 5) == "3 jours"
