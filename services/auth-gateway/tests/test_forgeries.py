@@ -15,6 +15,7 @@ from paraphe_common.auth import COOKIES
 from paraphe_common.tokens import SIGNER, STAFF
 from paraphe_devstack.keys import SigningKey, new_signing_key
 from paraphe_devstack.rogue_provider import Bends, Claims, RogueSetup
+from paraphe_devstack.servers import RedisServer
 
 SIGNER_COOKIE = COOKIES[SIGNER]
 
@@ -33,6 +34,19 @@ async def test_an_honest_provider_lets_an_adult_sign_in(rogue: RogueSetup) -> No
     assert answer.status == 302
     assert answer.headers["Location"] == "/petitions/p-1"
     assert rogue.browser.cookie(SIGNER_COOKIE)
+
+
+async def test_sign_in_answers_503_and_never_500_while_its_state_store_is_down(
+    rogue: RogueSetup, redis_server: RedisServer
+) -> None:
+    login = await rogue.browser.get(f"{rogue.gateway_url}/auth/login?flow=sign")
+    at_provider = await rogue.browser.get(login.headers["Location"])
+    redis_server.stop()
+    for url in (f"{rogue.gateway_url}/auth/login?flow=sign", at_provider.headers["Location"]):
+        answer = await rogue.browser.get(url)
+        assert answer.status == 503
+        assert await problem_of(answer) == "sign-in-unavailable"
+        assert answer.headers["Retry-After"] == "5"
 
 
 async def test_a_replayed_state_is_refused(rogue: RogueSetup) -> None:

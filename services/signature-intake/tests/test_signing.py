@@ -100,9 +100,12 @@ async def test_signing_without_a_signer_token_is_401(
 async def test_the_signer_cookie_works_like_the_bearer_token(
     intake: IntakeUnderTest, open_petition: str
 ) -> None:
+    # A browser's fetch from the site's pages: its Origin is the site's (CSRF check).
+    server = intake.client.server
     response = await intake.client.post(
         f"/api/petitions/{open_petition}/signatures",
         cookies={"paraphe_signer": intake.signer_token("cookie-signer")},
+        headers={"Origin": f"http://{server.host}:{server.port}"},
     )
     assert response.status == 202
 
@@ -110,10 +113,10 @@ async def test_the_signer_cookie_works_like_the_bearer_token(
 async def test_too_many_attempts_by_one_signer_are_429_with_retry_after(
     intake: IntakeUnderTest, open_petition: str
 ) -> None:
+    from paraphe_common.rate_limits import TokenBuckets
     from paraphe_signature_intake.context import INTAKE
-    from paraphe_signature_intake.limits import SignerRateLimit
 
-    intake.client.app[INTAKE].limit = SignerRateLimit(3)
+    intake.client.app[INTAKE].limit = TokenBuckets(3, 60.0)
     statuses = [(await intake.sign(open_petition, "hasty"))[0] for _ in range(4)]
     assert statuses == [202, 200, 200, 429]
     response = await intake.client.post(

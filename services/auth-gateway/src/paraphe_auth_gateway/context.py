@@ -15,6 +15,7 @@ from paraphe_auth_gateway.flows import AUTHOR_FLOW, FRANCECONNECT, SIGN, STAFF_P
 from paraphe_auth_gateway.identity import signer_key
 from paraphe_auth_gateway.oidc import Client, Provider
 from paraphe_auth_gateway.settings import AuthGatewaySettings
+from paraphe_common.peppers import KEYS_CLAIM
 from paraphe_common.resources import CleanupContext
 from paraphe_common.tokens import TokenIssuer
 
@@ -45,13 +46,29 @@ class Gateway:
         peppers = self.settings.signer_peppers
         return peppers[self.settings.signer_pepper_version].get_secret_value()
 
+    @property
+    def author_pepper(self) -> str:
+        peppers = self.settings.signer_peppers
+        return peppers[self.settings.author_pepper_version].get_secret_value()
+
     def issue_signer_token(self, subject: str) -> str:
-        """A token carrying the signer key only: no name, no birth date, no ``sub``."""
+        """A token carrying the signer key only: no name, no birth date, no ``sub``.
+
+        During a pepper rotation, the signer's key under each version being signed with, so
+        that every petition is signed under its own version (paraphe_common.peppers).
+        """
+        peppers, schedule = self.settings.signer_peppers, self.settings.signer_pepper_schedule
+        rotating: dict[str, Any] = {}
+        if schedule:
+            rotating[KEYS_CLAIM] = {
+                v: signer_key(peppers[v].get_secret_value(), subject) for v in schedule
+            }
         return self.signer_issuer.issue(
             SIGN.audience,
             signer_key(self.current_pepper, subject),
             self.settings.signer_token_lifetime,
             pv=self.settings.signer_pepper_version,
+            **rotating,
         )
 
     def staff_roles(self, subject: str, email: Any) -> frozenset[str]:
@@ -103,7 +120,11 @@ def sign_in_metrics(registry: CollectorRegistry) -> Counter:
 def gateway_context(settings: AuthGatewaySettings, registry: CollectorRegistry) -> CleanupContext:
     async def gateway(app: web.Application) -> AsyncIterator[None]:
         timeout = aiohttp.ClientTimeout(total=settings.provider_timeout)
-        async with aiohttp.ClientSession(timeout=timeout, raise_for_status=False) as http:
+        # No cookie jar: calls to the providers are made for many people at once, and nothing
+        # one provider answer sets may follow another person's call.
+        async with aiohttp.ClientSession(
+            timeout=timeout, raise_for_status=False, cookie_jar=aiohttp.DummyCookieJar()
+        ) as http:
             issuer = TokenIssuer.from_settings(settings)
             app[GATEWAY] = Gateway(
                 settings=settings,

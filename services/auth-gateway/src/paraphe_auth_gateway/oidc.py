@@ -58,6 +58,7 @@ class Provider:
         self._metadata_at = 0.0
         self._keys: dict[str, Key] = {}
         self._keys_at = 0.0
+        self._authorization_queries: dict[tuple[str, str, str], str] = {}
 
     async def metadata(self) -> dict[str, Any]:
         if self._metadata is None or time.monotonic() - self._metadata_at > _DISCOVERY_TTL_SECONDS:
@@ -78,20 +79,25 @@ class Provider:
         login_hint: str | None = None,
     ) -> str:
         metadata = await self.metadata()
-        params = {
-            "response_type": "code",
-            "client_id": self.client.client_id,
-            "redirect_uri": redirect_uri,
-            "scope": scope,
-            "state": state,
-            "nonce": nonce,
-            "prompt": "login consent",
-        }
-        if self.client.acr_values:
-            params["acr_values"] = self.client.acr_values
+        endpoint = metadata["authorization_endpoint"]
+        # What every sign-in of a flow shares is encoded once; only its own values each time.
+        shared = self._authorization_queries.get((endpoint, scope, redirect_uri))
+        if shared is None:
+            params = {
+                "response_type": "code",
+                "client_id": self.client.client_id,
+                "redirect_uri": redirect_uri,
+                "scope": scope,
+                "prompt": "login consent",
+            }
+            if self.client.acr_values:
+                params["acr_values"] = self.client.acr_values
+            shared = f"{endpoint}?{urlencode(params)}"
+            self._authorization_queries[(endpoint, scope, redirect_uri)] = shared
+        own = {"state": state, "nonce": nonce}
         if login_hint:
-            params["login_hint"] = login_hint
-        return f"{metadata['authorization_endpoint']}?{urlencode(params)}"
+            own["login_hint"] = login_hint
+        return f"{shared}&{urlencode(own)}"
 
     async def exchange(self, code: str, redirect_uri: str) -> Tokens:
         """The authorization code for tokens, authenticating with client_secret_post."""
@@ -104,7 +110,12 @@ class Provider:
             "client_secret": self.client.client_secret,
         }
         try:
-            async with self._http.post(metadata["token_endpoint"], data=form) as response:
+            # Encoded here: aiohttp's FormData would build a multipart writer for nothing.
+            async with self._http.post(
+                metadata["token_endpoint"],
+                data=urlencode(form).encode(),
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            ) as response:
                 if response.status != 200:
                     raise SignInFailed("token-endpoint-refused")
                 answer = await response.json(content_type=None)

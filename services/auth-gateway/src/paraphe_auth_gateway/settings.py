@@ -1,6 +1,6 @@
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import AfterValidator, Field, HttpUrl, Json, SecretStr
+from pydantic import AfterValidator, Field, HttpUrl, Json, SecretStr, model_validator
 
 from paraphe_common.settings import RedisSettings, ServiceSettings
 from paraphe_common.tokens import (
@@ -56,6 +56,22 @@ class AuthGatewaySettings(
     # holds them. {"1": "...", "2": "..."}; new keys use signer_pepper_version.
     signer_peppers: Annotated[Json[dict[str, SecretStr]], AfterValidator(_versioned_peppers)]
     signer_pepper_version: str = "1"
+    # Author ids derive from this version and never change (the catalogue keys authors by
+    # them): its pepper stays when signing moves to a newer one (paraphe_common.peppers).
+    author_pepper_version: str = "1"
+
+    @model_validator(mode="after")
+    def _versions_have_peppers(self) -> Self:
+        named = {self.signer_pepper_version, self.author_pepper_version}
+        named |= set(self.signer_pepper_schedule)
+        missing = sorted(named - set(self.signer_peppers))
+        if missing:
+            raise ValueError(f"pepper versions {missing} are used but not in signer_peppers")
+        if self.signer_pepper_schedule and self.signer_pepper_version not in (
+            self.signer_pepper_schedule
+        ):
+            raise ValueError("signer_pepper_version must be in signer_pepper_schedule")
+        return self
 
     # Where the catalogue takes authors' identities (an internal URL, not through the proxy).
     catalog_url: HttpUrl

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
@@ -27,7 +27,8 @@ class SignIn:
 
 async def begin_sign_in(client: aioredis.Redis, sign_in: SignIn, ttl: int) -> str:
     state = new_secret()
-    await client.set(_SIGN_IN + state, json.dumps(asdict(sign_in)), ex=ttl)
+    # Its fields are flat: vars() is enough, where dataclasses.asdict would deep-copy them.
+    await client.set(_SIGN_IN + state, json.dumps(vars(sign_in)), ex=ttl)
     return state
 
 

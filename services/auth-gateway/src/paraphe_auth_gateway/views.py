@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from paraphe_auth_gateway import store
 from paraphe_auth_gateway.catalog import AuthorIdentity, CatalogUnavailable
@@ -82,7 +83,10 @@ async def login(request: web.Request) -> web.Response:
         return_to=return_to,
         as_token=request.query.get("response") == "token",
     )
-    state = await store.begin_sign_in(request.app[REDIS], transaction, gateway.sign_in_timeout)
+    try:
+        state = await store.begin_sign_in(request.app[REDIS], transaction, gateway.sign_in_timeout)
+    except (RedisError, OSError) as exc:
+        raise _sign_in_unavailable(exc) from None
     provider = gateway.providers[flow.provider]
     try:
         url = await provider.authorization_url(
@@ -102,7 +106,10 @@ async def login(request: web.Request) -> web.Response:
 async def callback(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     state = request.query.get("state", "")
-    transaction = await store.take_sign_in(request.app[REDIS], state) if state else None
+    try:
+        transaction = await store.take_sign_in(request.app[REDIS], state) if state else None
+    except (RedisError, OSError) as exc:
+        raise _sign_in_unavailable(exc) from None
     if transaction is None:
         gateway.count(None, "expired_state")
         raise Problem(
@@ -207,7 +214,7 @@ async def _author_token(gateway: Gateway, subject: str, userinfo: dict[str, Any]
         birthdate=str(userinfo["birthdate"]),
         email=email if isinstance(email, str) else None,
     )
-    author = author_id(gateway.current_pepper, subject)
+    author = author_id(gateway.author_pepper, subject)
     try:
         await gateway.catalog.record_author(author, identity)
     except CatalogUnavailable as exc:
@@ -271,6 +278,17 @@ async def session(request: web.Request) -> web.Response:
             **({"roles": sorted(claims.roles)} if claims.roles else {}),
         }
     return web.json_response(answer, headers={"Cache-Control": "no-store"})
+
+
+def _sign_in_unavailable(exc: Exception) -> Problem:
+    """Redis, which keeps sign-ins under way, did not answer: a clear 503, never a 500."""
+    log.error("sign-in state unavailable: %s", type(exc).__name__)
+    return Problem(
+        503,
+        "La connexion est momentanément indisponible : merci de réessayer dans un instant.",
+        kind="sign-in-unavailable",
+        headers={"Retry-After": "5"},
+    )
 
 
 def _provider_unavailable() -> Problem:

@@ -178,23 +178,38 @@ class SignatureConsumer:
                 # Acknowledged with the batch: redelivering it would never make it readable.
                 log.warning("dropping a message with a malformed %s", malformed.part)
                 self._metrics.count_malformed(malformed.part)
-        stored = await self._store(signatures) if signatures else {}
+        stored = await self._store(signatures) if signatures else store.NOTHING_STORED
         if stored is None:
             # Stopping while PostgreSQL is away: handed back, for another replica to count now
             # rather than after the acknowledgement wait.
             await self._release(messages)
             return
-        committed_at = time.time()
-        for signature in signatures:
-            self._metrics.count_freshness.observe(committed_at - signature.signed_at.timestamp())
-        added = sum(stored.values())
-        self._metrics.signatures_stored.inc(added)
-        self._metrics.duplicates_ignored.inc(len(signatures) - added)
+        self._observe_freshness(signatures, stored)
+        self._metrics.signatures_stored.inc(stored.signatures)
+        self._metrics.duplicates_ignored.inc(len(signatures) - stored.signatures)
         await self._acknowledge(messages)
-        self._unsettled.update(stored)
+        self._unsettled.update(stored.per_petition)
         self._metrics.batch_duration.observe(time.perf_counter() - started)
 
-    async def _store(self, signatures: Sequence[Signature]) -> dict[str, int] | None:
+    def _observe_freshness(
+        self, signatures: Sequence[Signature], stored: store.StoredBatch
+    ) -> None:
+        """From its 202 to this commit, for each signature this commit counted.
+
+        A duplicate was counted earlier, or never will be: a redelivered batch, seen long
+        after its first commit, would otherwise report a stale count that never was.
+        """
+        committed_at = time.time()
+        counted = set(stored.keys)
+        for signature in signatures:
+            key = (signature.petition_id, signature.dedupe_key)
+            if key in counted:
+                counted.discard(key)  # the same signature twice in one batch is counted once
+                self._metrics.count_freshness.observe(
+                    committed_at - signature.signed_at.timestamp()
+                )
+
+    async def _store(self, signatures: Sequence[Signature]) -> store.StoredBatch | None:
         """Store the batch, trying again until PostgreSQL answers; None when stopping first."""
         backoff = Backoff()
         while True:
@@ -271,6 +286,30 @@ class SignatureConsumer:
             return
         self._metrics.consumer_pending.set(info.num_pending or 0)
         self._metrics.consumer_ack_pending.set(info.num_ack_pending or 0)
+        try:
+            age = await self._oldest_uncounted_age()
+        except _NATS_ERRORS as exc:
+            log.debug("the oldest uncounted signature is unknown: %r", exc)
+            return
+        if age is not None:
+            self._metrics.oldest_uncounted_age.set(age)
+
+    async def _oldest_uncounted_age(self) -> float | None:
+        """Seconds since the oldest signature not counted yet was accepted; 0 when none waits.
+
+        SIGNATURES is a work queue: a counted signature leaves it, so its first message is the
+        oldest one waiting. None when that one was counted between the two questions.
+        """
+        state = (await self._jetstream.stream_info(SIGNATURES)).state
+        if not state.messages:
+            return 0.0
+        try:
+            first = await self._jetstream.get_msg(SIGNATURES, state.first_seq)
+        except NotFoundError:
+            return None
+        if first.time is None:
+            return None
+        return max(0.0, time.time() - first.time.timestamp())
 
     async def _drop_subscription(self) -> None:
         subscription, self._subscription = self._subscription, None

@@ -46,13 +46,28 @@ async def is_migrated(pool: asyncpg.Pool) -> bool:
 # ---- batches -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class StoredBatch:
+    """The signatures of a batch stored for the first time, hence counted."""
+
+    keys: frozenset[tuple[str, bytes]]  # (petition id, dedupe key) of each
+    per_petition: dict[str, int]
+
+    @property
+    def signatures(self) -> int:
+        return len(self.keys)
+
+
+NOTHING_STORED: Final = StoredBatch(frozenset(), {})
+
+
 async def store_batch(
     pool: asyncpg.Pool, signatures: Iterable[Signature], shard: int
-) -> dict[str, int]:
+) -> StoredBatch:
     """Store the signatures not stored yet and add them to ``shard`` of their petitions.
 
-    Returns how many signatures were stored, per petition. One transaction: either the rows and
-    the counts are both written, or neither, so a redelivered batch finds its rows and adds 0.
+    One transaction: either the rows and the counts are both written, or neither, so a
+    redelivered batch finds its rows and adds 0.
     """
     firsts: dict[tuple[str, bytes], Signature] = {}
     for signature in signatures:
@@ -69,7 +84,7 @@ async def store_batch(
             FROM unnest($1::uuid[], $2::bytea[], $3::timestamptz[])
                 AS batch(petition_id, dedupe_key, signed_at)
             ON CONFLICT DO NOTHING
-            RETURNING petition_id
+            RETURNING petition_id, dedupe_key
             """,
             [row.petition_id for row in rows],
             [row.dedupe_key for row in rows],
@@ -90,7 +105,10 @@ async def store_batch(
                 shard,
                 [stored[petition] for petition in petitions],
             )
-    return dict(stored)
+    return StoredBatch(
+        frozenset((str(row["petition_id"]), bytes(row["dedupe_key"])) for row in inserted),
+        dict(stored),
+    )
 
 
 async def counted_totals(pool: asyncpg.Pool, petitions: Collection[str]) -> dict[str, int]:

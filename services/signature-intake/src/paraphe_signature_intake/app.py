@@ -2,6 +2,7 @@ from aiohttp import web
 
 from paraphe_common.app import create_service_app
 from paraphe_common.auth import TOKEN_VERIFIER
+from paraphe_common.peppers import PEPPER_SCHEDULE
 from paraphe_common.petition_states import petition_states
 from paraphe_common.resources import nats_connection, redis
 from paraphe_common.tokens import TokenVerifier
@@ -26,5 +27,6 @@ def create_app(settings: SignatureIntakeSettings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[TOKEN_VERIFIER] = TokenVerifier.from_settings(settings)
+    app[PEPPER_SCHEDULE] = settings.signer_pepper_schedule  # pepper rotation
     setup_routes(app)
     return app

@@ -9,9 +9,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
 from paraphe_common.metrics import METRICS
+from paraphe_common.rate_limits import TokenBuckets
 from paraphe_common.resources import JETSTREAM, REDIS, CleanupContext
 from paraphe_common.streams import ensure_signatures_stream
-from paraphe_signature_intake.limits import SignerRateLimit
 from paraphe_signature_intake.settings import SignatureIntakeSettings
 from paraphe_signature_intake.signatures import Intake, Outcome
 
@@ -42,7 +42,7 @@ class IntakeMetrics:
 @dataclass
 class IntakeContext:
     core: Intake
-    limit: SignerRateLimit
+    limit: TokenBuckets  # attempts per signer, in this process
     metrics: IntakeMetrics
 
 
@@ -61,10 +61,10 @@ def intake_context(settings: SignatureIntakeSettings) -> CleanupContext:
                 publish_timeout=settings.publish_timeout,
                 redis_unavailable=metrics.redis_unavailable.inc,
             ),
-            limit=SignerRateLimit(settings.signer_attempts_per_minute),
+            limit=TokenBuckets(settings.signer_attempts_per_minute, 60.0, max_keys=200_000),
             metrics=metrics,
         )
         yield
-        await app[INTAKE].core.promotions.drain()
+        await app[INTAKE].core.marks.drain()
 
     return intake

@@ -10,9 +10,10 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from paraphe_common.auth import authenticate
+from paraphe_common.peppers import PEPPER_SCHEDULE, signer_key_for
 from paraphe_common.petition_states import PETITION_STATES
 from paraphe_common.problems import Problem
-from paraphe_common.tokens import SIGNER
+from paraphe_common.tokens import SIGNER, Claims
 from paraphe_signature_intake.context import INTAKE
 from paraphe_signature_intake.signatures import JetStreamUnavailable, Outcome, dedupe_key
 
@@ -32,10 +33,17 @@ def _open_petition(request: web.Request) -> str:
     return petition_id
 
 
+def _signer_key(request: web.Request, claims: Claims, petition_id: str) -> str:
+    state = request.app[PETITION_STATES].get(petition_id)
+    schedule = request.app[PEPPER_SCHEDULE]
+    return signer_key_for(claims, state, schedule)
+
+
 async def sign(request: web.Request) -> web.Response:
     intake = request.app[INTAKE]
     claims = authenticate(request, SIGNER)
     petition_id = _open_petition(request)
+    signer = _signer_key(request, claims, petition_id)  # under the petition's pepper
     wait = intake.limit.retry_after(claims.subject)
     if wait:
         intake.metrics.refused.labels("rate-limited").inc()
@@ -46,7 +54,7 @@ async def sign(request: web.Request) -> web.Response:
             headers={"Retry-After": str(wait)},
         )
     try:
-        outcome = await intake.core.accept(petition_id, dedupe_key(claims.subject, petition_id))
+        outcome = await intake.core.accept(petition_id, dedupe_key(signer, petition_id))
     except JetStreamUnavailable:
         intake.metrics.refused.labels("jetstream-unavailable").inc()
         raise Problem(
@@ -76,7 +84,8 @@ async def my_signature(request: web.Request) -> web.Response:
     if request.app[PETITION_STATES].get(petition_id) is None:
         raise Problem(404, "Cette pétition n'existe pas.", kind="petition-not-found")
     try:
-        signed = await intake.core.has_signed(petition_id, dedupe_key(claims.subject, petition_id))
+        signer = _signer_key(request, claims, petition_id)
+        signed = await intake.core.has_signed(petition_id, dedupe_key(signer, petition_id))
     except (RedisError, OSError) as exc:
         raise Problem(
             503, "Impossible de le vérifier pour le moment.", headers={"Retry-After": "2"}
