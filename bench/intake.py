@@ -105,15 +105,23 @@ def main() -> None:
         )
         bare_port, intake_port = free_port(), free_port()
         bare = subprocess.Popen([sys.executable, str(HERE / "bare.py"), str(bare_port)])
-        # PARAPHE_BENCH_PROFILE=<py-spy> records where intake's time goes, as collapsed stacks.
+        # PARAPHE_BENCH_PROFILE=<path to py-spy> records where intake's time goes as collapsed
+        # stacks (sampled, wall time); PARAPHE_BENCH_PROFILE=cprofile as a cProfile file of CPU
+        # time during the signing run only (bench/profiled_service.py), which other processes'
+        # load on the machine does not distort: read it with `python -m pstats`.
         profiler = os.environ.get("PARAPHE_BENCH_PROFILE")
-        profile = HERE / "results" / "intake-profile.txt"
-        profile.parent.mkdir(exist_ok=True)
-        wrapper = (
-            [profiler, "record", "--format", "raw", "-o", str(profile), "--"] if profiler else []
-        )
+        (HERE / "results").mkdir(exist_ok=True)
+        if profiler == "cprofile":
+            output = str(HERE / "results" / "intake.prof")
+            command = [sys.executable, str(HERE / "profiled_service.py"), output]
+        elif profiler:
+            profile = str(HERE / "results" / "intake-profile.txt")
+            command = [profiler, "record", "--format", "raw", "-o", profile, "--", sys.executable]
+            command.append("-m")
+        else:
+            command = [sys.executable, "-m"]
         intake = subprocess.Popen(
-            [*wrapper, sys.executable, "-m", "paraphe_signature_intake"],
+            [*command, "paraphe_signature_intake"],
             env={k: v for k, v in os.environ.items() if not k.startswith("PARAPHE_")}
             | {
                 "PARAPHE_HOST": "127.0.0.1",
@@ -146,7 +154,11 @@ def main() -> None:
         }
         before = {name: cpu_seconds(pid) for name, pid in watched.items()}
         system_before = cpu_seconds(intake.pid, slice(12, 13))
+        if profiler == "cprofile":
+            intake.send_signal(signal.SIGUSR1)
         intake_result = wrk(intake_port, tokens)
+        if profiler == "cprofile":
+            intake.send_signal(signal.SIGUSR2)
         handled = intake_result["accepted"] + intake_result["already_signed"]
         cpu_per_signature = {
             name: (cpu_seconds(pid) - before[name]) / handled * 1e6 for name, pid in watched.items()

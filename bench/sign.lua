@@ -12,6 +12,14 @@ function init(args)
   counter = math.random(1, #tokens)
 end
 
+-- PARAPHE_BENCH_PAUSE_MS paces each connection: a pause after every answer.
+local pause = tonumber(os.getenv("PARAPHE_BENCH_PAUSE_MS") or "")
+if pause then
+  function delay()
+    return pause
+  end
+end
+
 function request()
   counter = counter % #tokens + 1
   return wrk.format("POST", "/api/petitions/" .. petition .. "/signatures",

@@ -1,0 +1,96 @@
+"""Count reads against the yardstick: requests per second of the counter's public count,
+divided by those of a bare aiohttp endpoint returning a constant, both driven by wrk in the
+same run; and the same count read through the proxy, as the browsers of 100,000 people
+polling one petition would reach it.
+
+The whole local stack runs (the counter needs PostgreSQL, Redis and NATS); the petition is a
+published demo petition. Run with ``make bench``; prints a table and writes
+``bench/results/count.json``. A benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from paraphe_devstack.binaries import ensure_binaries, ensure_programs
+from paraphe_devstack.servers import free_port, port_answers
+from paraphe_devstack.stack import temporary_stack
+
+HERE = Path(__file__).parent
+DURATION = os.environ.get("PARAPHE_BENCH_DURATION", "10s")
+CONNECTIONS = os.environ.get("PARAPHE_BENCH_CONNECTIONS", "64")
+
+
+def wrk_get(url: str, duration: str = DURATION) -> dict[str, float]:
+    output = subprocess.run(
+        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration}", "--latency", url],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    return {
+        "requests_per_second": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+    }
+
+
+def first_petition(public_url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{public_url}/api/petitions") as answer:  # noqa: S310 - local
+        return str(json.load(answer)["items"][0]["id"])
+
+
+def main() -> None:
+    ensure_programs("wrk")
+    with temporary_stack(ensure_binaries(with_proxy=True), access_log=False) as stack:
+        petition = first_petition(stack.public_url)
+        path = f"/api/petitions/{petition}/count"
+        bare_port = free_port()
+        bare = subprocess.Popen([sys.executable, str(HERE / "bare.py"), str(bare_port)])
+        try:
+            deadline = time.monotonic() + 30
+            while not port_answers(bare_port) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            counter = f"http://127.0.0.1:{stack.ports.services['counter']}{path}"
+            wrk_get(counter, "2s")  # warm-up
+            rows = {
+                "bare aiohttp": wrk_get(f"http://127.0.0.1:{bare_port}/"),
+                "counter, direct": wrk_get(counter),
+                "counter, through the proxy": wrk_get(f"{stack.public_url}{path}"),
+            }
+        finally:
+            bare.send_signal(signal.SIGINT)
+            bare.wait(timeout=30)
+    bare_rate = rows["bare aiohttp"]["requests_per_second"]
+    machine = f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
+    print(f"Count reads — {machine}, wrk -t1 -c{CONNECTIONS} {DURATION}, one counter process")
+    print(f"  {'':<30}{'req/s':>10}{'of bare':>9}{'non-2xx':>9}")
+    for name, row in rows.items():
+        print(
+            f"  {name:<30}{row['requests_per_second']:>10,.0f}"
+            f"{row['requests_per_second'] / bare_rate:>9.2f}{row['non_2xx']:>9}"
+        )
+    print("  target: counter, direct ≥ 0.8 of bare")
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "count.json").write_text(
+        json.dumps(
+            {
+                "machine": machine,
+                **rows,
+                "ratio": rows["counter, direct"]["requests_per_second"] / bare_rate,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
