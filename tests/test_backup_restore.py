@@ -1,0 +1,178 @@
+"""Backup and restore of PostgreSQL, as docs/operations.md says to do it, on a stack of its own.
+
+A backup (pg_dump, custom format) is taken while people sign; more sign after it; the database
+is lost and restored from the backup (pg_restore into a new database). Then Redis is rebuilt
+from PostgreSQL: the counter's reconciliation brings the totals back to the stored rows, and
+``paraphe-counter rebuild-marks`` the marks. Those who signed before the backup are still
+counted once and cannot sign again; the signatures after it are gone, and their marks with
+them, so those people are not told they signed when nothing counts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from paraphe_devstack.binaries import Binaries
+from paraphe_devstack.checks import public_count
+from paraphe_devstack.petitions import StackTokens, open_petition
+from paraphe_devstack.servers import LOCALHOST
+from paraphe_devstack.stack import DATABASE, SERVICES, Stack, temporary_stack
+from paraphe_signature_intake.signatures import dedupe_key, mark_key
+
+pytestmark = pytest.mark.stack
+
+# What uses PostgreSQL stops while it is restored; intake and auth-gateway keep answering.
+USERS_OF_POSTGRESQL = ("counter", "petition-catalog", "moderation")
+
+
+@pytest.fixture(scope="module")
+def restore_stack(binaries: Binaries) -> Iterator[Stack]:
+    """A stack of its own: this test drops its database."""
+    with temporary_stack(binaries) as stack:
+        yield stack
+
+
+@pytest.fixture
+async def redis_client(restore_stack: Stack) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.from_url(restore_stack.redis.url)
+    yield client
+    await client.aclose()
+
+
+async def sign(stack: Stack, petition: str, signers: list[str]) -> list[int]:
+    tokens = StackTokens(stack)
+    base = f"http://{LOCALHOST}:{stack.ports.services['signature-intake']}/api/petitions"
+    statuses = []
+    async with aiohttp.ClientSession() as session:
+        for signer in signers:
+            headers = {"Authorization": f"Bearer {tokens.signer(signer)}"}
+            async with session.post(f"{base}/{petition}/signatures", headers=headers) as answer:
+                await answer.read()
+                statuses.append(answer.status)
+    return statuses
+
+
+async def has_signed(stack: Stack, petition: str, signer: str) -> bool:
+    token = StackTokens(stack).signer(signer)
+    url = (
+        f"http://{LOCALHOST}:{stack.ports.services['signature-intake']}"
+        f"/api/petitions/{petition}/signatures/me"
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as answer:
+        assert answer.status == 200
+        return bool((await answer.json())["signed"])
+
+
+async def count_becomes(stack: Stack, petition: str, expected: int, within: float = 30) -> int:
+    url = f"http://{LOCALHOST}:{stack.ports.services['counter']}/api/petitions/{petition}/count"
+    return await public_count(url, expected, within)
+
+
+async def stored(stack: Stack, petition: str) -> set[str]:
+    connection = await asyncpg.connect(stack.database_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT encode(dedupe_key, 'hex') FROM counter.signatures WHERE petition_id = $1",
+            petition,
+        )
+    finally:
+        await connection.close()
+    return {row[0] for row in rows}
+
+
+def postgres_tool(stack: Stack, tool: str, *arguments: str) -> None:
+    done = subprocess.run(
+        [
+            str(stack.postgres.bindir / tool),
+            "--host", LOCALHOST, "--port", str(stack.postgres.port), "--username", "postgres",
+            *arguments,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def run_counter(stack: Stack, command: str) -> str:
+    spec = next(spec for spec in SERVICES if spec.name == "counter")
+    done = subprocess.run(
+        [sys.executable, "-m", spec.module, command],
+        env=stack.service_env(spec),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def test_after_a_restore_redis_follows_postgresql_and_nobody_signs_twice(
+    restore_stack: Stack, redis_client: aioredis.Redis, tmp_path: Path
+) -> None:
+    stack = restore_stack
+    petition = await open_petition(stack, "Une pétition sauvegardée puis restaurée")
+    before = [f"before-backup-{n}" for n in range(20)]
+    after = [f"after-backup-{n}" for n in range(10)]
+    assert await sign(stack, petition, before) == [202] * 20
+    assert await count_becomes(stack, petition, 20) == 20
+
+    backup = tmp_path / "paraphe.dump"
+    postgres_tool(stack, "pg_dump", "--format=custom", f"--file={backup}", DATABASE)
+
+    assert await sign(stack, petition, after) == [202] * 10
+    assert await count_becomes(stack, petition, 30) == 30
+
+    # The disaster: the database is lost. Its users stop; a new one is restored from the backup.
+    for name in USERS_OF_POSTGRESQL:
+        await asyncio.to_thread(stack.services[name].stop)
+    stack.postgres.psql(f'DROP DATABASE "{DATABASE}" WITH (FORCE)')
+    stack.postgres.psql(f'CREATE DATABASE "{DATABASE}"')
+    postgres_tool(stack, "pg_restore", "--exit-on-error", "--no-owner", f"--dbname={DATABASE}",
+                  str(backup))  # fmt: skip
+    # Redis lost some marks too, to be rebuilt.
+    await redis_client.delete(*(mark_key(petition, dedupe_key(s, petition)) for s in before[:5]))
+
+    run_counter(stack, "rebuild-marks")
+    for name in USERS_OF_POSTGRESQL:
+        await asyncio.to_thread(stack.services[name].start)
+
+    # The counter's reconciliation at start: the total is the backup's rows again.
+    assert await count_becomes(stack, petition, 20) == 20
+    assert await stored(stack, petition) == {dedupe_key(s, petition) for s in before}
+    # Every mark is PostgreSQL's: those who signed before the backup are marked, the others not.
+    assert all([await has_signed(stack, petition, s) for s in before])
+    assert not any([await has_signed(stack, petition, s) for s in after])
+    signed_marks = {
+        key.decode()
+        async for key in redis_client.scan_iter(match=f"sig:{petition}:*")
+        if await redis_client.get(key) == b"s"
+    }
+    assert signed_marks == {mark_key(petition, dedupe_key(s, petition)) for s in before}
+
+    # Nobody signs twice: a second signature is "already signed", and the count does not move.
+    assert set(await sign(stack, petition, before)) == {200}
+    await asyncio.sleep(1.0)
+    assert await count_becomes(stack, petition, 20, within=2) == 20
+    assert len(await stored(stack, petition)) == 20
+
+
+def test_rebuild_marks_is_a_command_of_the_counter() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "paraphe_counter", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "rebuild-marks" in done.stdout

@@ -1,0 +1,255 @@
+"""paraphe_common.security on a real aiohttp server and a real Redis: client addresses behind
+trusted proxies, security headers, CSRF on cookie-authenticated changes, per-client limits."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from ipaddress import ip_network
+
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+
+from paraphe_common.app import create_service_app
+from paraphe_common.problems import PROBLEM_CONTENT_TYPE
+from paraphe_common.resources import REDIS, redis
+from paraphe_common.security import (
+    API_POLICY,
+    DEPOSIT,
+    PAGE_POLICY,
+    ClientLimit,
+    client_address,
+    forwarded_for,
+    limit_per_client,
+)
+from paraphe_common.settings import RedisSettings, ServiceSettings
+from paraphe_devstack.servers import RedisServer
+
+Client = TestClient[web.Request, web.Application]
+
+TINY = ClientLimit("sign-in", 3, 60, "Trop de tentatives de connexion.")
+
+
+class Settings(ServiceSettings, RedisSettings):
+    pass
+
+
+async def whoami(request: web.Request) -> web.Response:
+    return web.json_response(
+        {"client": str(client_address(request)), "forward": forwarded_for(request)}
+    )
+
+
+async def page(request: web.Request) -> web.Response:
+    return web.Response(text="<!doctype html><title>x</title>", content_type="text/html")
+
+
+async def change(request: web.Request) -> web.Response:
+    return web.json_response({"changed": True})
+
+
+def make_app(settings: ServiceSettings, *, with_redis: bool) -> web.Application:
+    app = create_service_app(
+        "example", settings, [redis(settings)] if isinstance(settings, RedisSettings) else []
+    )
+    assert with_redis == isinstance(settings, RedisSettings)
+    app.router.add_get("/api/whoami", whoami)
+    app.router.add_get("/page", page)
+    app.router.add_post("/api/change", change)
+    app.router.add_get("/auth/login", limit_per_client(TINY)(change))
+    app.router.add_get("/auth/other", limit_per_client(DEPOSIT)(change))
+    return app
+
+
+@pytest.fixture
+async def client(aiohttp_client: AiohttpClient, redis_server: RedisServer) -> Client:
+    # The test client connects from 127.0.0.1: a trusted proxy, like nginx in the stack.
+    settings = Settings(redis_url=redis_server.url, client_limits={"sign-in": 3})
+    return await aiohttp_client(make_app(settings, with_redis=True))
+
+
+@pytest.fixture
+async def redis_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.from_url(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+async def client_seen(client: Client, forwarded: str | None) -> str:
+    headers = {"X-Forwarded-For": forwarded} if forwarded is not None else {}
+    answer = await client.get("/api/whoami", headers=headers)
+    return str((await answer.json())["client"])
+
+
+async def test_the_client_is_the_last_address_no_trusted_proxy_wrote(client: Client) -> None:
+    assert await client_seen(client, None) == "127.0.0.1"
+    assert await client_seen(client, "203.0.113.7") == "203.0.113.7"
+    # What the client wrote itself sits left of what our proxy appended: never believed.
+    assert await client_seen(client, "198.51.100.1, 203.0.113.7") == "203.0.113.7"
+    # A chain of our own proxies is walked past.
+    assert await client_seen(client, "203.0.113.7, 127.0.0.5") == "203.0.113.7"
+    assert await client_seen(client, "2001:db8::1") == "2001:db8::1"
+    # Garbage stops the walk at the last address believed.
+    assert await client_seen(client, "203.0.113.7, not-an-address") == "127.0.0.1"
+
+
+async def test_forwarded_addresses_are_ignored_from_an_untrusted_peer(
+    aiohttp_client: AiohttpClient,
+) -> None:
+    settings = ServiceSettings(trusted_proxies="10.0.0.0/8")
+    assert settings.trusted_proxies == (ip_network("10.0.0.0/8"),)
+    untrusting = await aiohttp_client(make_app(settings, with_redis=False))
+    assert await client_seen(untrusting, "203.0.113.7") == "127.0.0.1"
+
+
+async def test_pages_get_a_strict_policy_and_every_answer_the_common_headers(
+    client: Client,
+) -> None:
+    for path, policy in (("/page", PAGE_POLICY), ("/api/whoami", API_POLICY)):
+        answer = await client.get(path)
+        assert answer.headers["Content-Security-Policy"] == policy
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
+        assert answer.headers["Referrer-Policy"] == "same-origin"
+        assert answer.headers["X-Frame-Options"] == "DENY"
+        assert "Strict-Transport-Security" not in answer.headers  # local http
+    assert "unsafe-inline" not in PAGE_POLICY
+    assert "frame-ancestors 'none'" in PAGE_POLICY
+    # Problems too: aiohttp's own 404 goes through the same door.
+    missing = await client.get("/nowhere")
+    assert missing.status == 404
+    assert missing.headers["Content-Security-Policy"] == API_POLICY
+    # Behind a trusted proxy that terminated TLS: HSTS.
+    secure = await client.get("/page", headers={"X-Forwarded-Proto": "https"})
+    assert secure.headers["Strict-Transport-Security"].startswith("max-age=63072000")
+
+
+async def test_hsts_is_not_taken_from_an_untrusted_peer(aiohttp_client: AiohttpClient) -> None:
+    untrusting = await aiohttp_client(
+        make_app(ServiceSettings(trusted_proxies="10.0.0.0/8"), with_redis=False)
+    )
+    answer = await untrusting.get("/page", headers={"X-Forwarded-Proto": "https"})
+    assert "Strict-Transport-Security" not in answer.headers
+
+
+async def test_cookie_authenticated_changes_must_come_from_the_site(client: Client) -> None:
+    origin = f"http://{client.server.host}:{client.server.port}"
+    cookie = {"Cookie": "paraphe_author=a-token"}
+    refused = await client.post("/api/change", headers={**cookie, "Origin": "https://evil.example"})
+    assert refused.status == 403
+    assert refused.content_type == PROBLEM_CONTENT_TYPE
+    assert (await refused.json())["type"] == "urn:paraphe:problem:cross-site-form"
+    no_origin = await client.post("/api/change", headers=cookie)
+    assert no_origin.status == 403
+    same_site = await client.post("/api/change", headers={**cookie, "Origin": origin})
+    assert same_site.status == 200
+    by_referer = await client.post("/api/change", headers={**cookie, "Referer": origin + "/x"})
+    assert by_referer.status == 200
+    # A bearer token is not sent by a browser on its own: no CSRF to fear.
+    bearer = {"Authorization": "Bearer t", "Origin": "https://evil.example"}
+    assert (await client.post("/api/change", headers=bearer)).status == 200
+    # Nor is a request without our cookies authenticated by anything a browser adds.
+    anonymous = await client.post("/api/change", headers={"Origin": "https://evil.example"})
+    assert anonymous.status == 200
+
+
+async def test_the_public_url_is_the_origin_when_the_service_knows_it(
+    aiohttp_client: AiohttpClient,
+) -> None:
+    class SiteLike(ServiceSettings):
+        public_url: str = "https://petitions.example.fr"
+
+    site = await aiohttp_client(make_app(SiteLike(), with_redis=False))
+    cookie = {"Cookie": "paraphe_staff=t"}
+    ok = await site.post(
+        "/api/change", headers={**cookie, "Origin": "https://petitions.example.fr"}
+    )
+    assert ok.status == 200
+    host = f"http://{site.server.host}:{site.server.port}"
+    assert (await site.post("/api/change", headers={**cookie, "Origin": host})).status == 403
+
+
+async def test_a_client_past_its_limit_gets_429_with_retry_after(
+    client: Client, redis_client: aioredis.Redis
+) -> None:
+    alice = {"X-Forwarded-For": "203.0.113.7"}
+    for _ in range(3):
+        assert (await client.get("/auth/login", headers=alice)).status == 200
+    refused = await client.get("/auth/login", headers=alice)
+    assert refused.status == 429
+    assert refused.content_type == PROBLEM_CONTENT_TYPE
+    body = await refused.json()
+    assert body["type"] == "urn:paraphe:problem:rate-limited"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert body["retry_after"] == int(refused.headers["Retry-After"])
+    # Another client, and the same client's other limits, are not affected.
+    assert (
+        await client.get("/auth/login", headers={"X-Forwarded-For": "203.0.113.8"})
+    ).status == 200
+    assert (await client.get("/auth/other", headers=alice)).status == 200
+    # One IPv6 subscriber (/64) is one client, whatever address of it it uses.
+    for i in range(3):
+        v6 = {"X-Forwarded-For": f"2001:db8:0:1::{i + 1}"}
+        assert (await client.get("/auth/login", headers=v6)).status == 200
+    v6_again = {"X-Forwarded-For": "2001:db8:0:1:ffff::9"}
+    assert (await client.get("/auth/login", headers=v6_again)).status == 429
+    # Redis holds keyed hashes of clients, never an address, and forgets them with the window.
+    keys = [k.decode() if isinstance(k, bytes) else k for k in await redis_client.keys("limit:*")]
+    assert keys
+    values = [str(await redis_client.get(key)) for key in keys if key != "limit:salt"]
+    everything = " ".join(keys + values)
+    for address in ("203.0.113.7", "203.0.113.8", "2001:db8"):
+        assert address not in everything
+    for key in keys:
+        if key != "limit:salt":
+            assert 0 < await redis_client.pttl(key) <= 3600_000
+    metrics = await (await client.get("/metrics")).text()
+    assert 'http_client_rate_limited_total{limit="sign-in"} 2.0' in metrics
+
+
+async def test_the_limit_window_is_shared_by_replicas(
+    aiohttp_client: AiohttpClient, redis_server: RedisServer
+) -> None:
+    settings = Settings(redis_url=redis_server.url, client_limits={"sign-in": 3})
+    first = await aiohttp_client(make_app(settings, with_redis=True))
+    second = await aiohttp_client(make_app(settings, with_redis=True))
+    bob = {"X-Forwarded-For": "198.51.100.20"}
+    for replica in (first, second, first):
+        assert (await replica.get("/auth/login", headers=bob)).status == 200
+    assert (await second.get("/auth/login", headers=bob)).status == 429
+
+
+async def test_without_redis_each_replica_still_limits_in_memory(
+    client: Client, redis_server: RedisServer
+) -> None:
+    redis_server.stop()
+    carol = {"X-Forwarded-For": "192.0.2.44"}
+    statuses = [(await client.get("/auth/login", headers=carol)).status for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    metrics = await (await client.get("/metrics")).text()
+    assert "http_client_rate_limit_redis_unavailable_total 4.0" in metrics
+    assert client.app[REDIS] is not None
+
+
+async def test_the_machine_itself_is_never_limited(client: Client) -> None:
+    statuses = [(await client.get("/auth/login")).status for _ in range(5)]
+    assert statuses == [200] * 5
+
+
+async def test_a_call_on_a_clients_behalf_names_the_client(client: Client) -> None:
+    answer = await client.get(
+        "/api/whoami", headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.7"}
+    )
+    # The next service (which trusts us) sees the client, not us nor what the client wrote.
+    assert (await answer.json())["forward"] == {"X-Forwarded-For": "203.0.113.7"}
+
+
+async def test_a_signed_in_answer_is_kept_by_no_shared_cache(client: Client) -> None:
+    anonymous = await client.get("/api/whoami")
+    assert "Cache-Control" not in anonymous.headers
+    for credentials in ({"Authorization": "Bearer t"}, {"Cookie": "paraphe_author=t"}):
+        personal = await client.get("/api/whoami", headers=credentials)
+        assert personal.headers["Cache-Control"] == "private, no-store"
+        assert personal.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+        assert "camera=()" in personal.headers["Permissions-Policy"]
