@@ -168,6 +168,9 @@ async def test_the_public_url_is_the_origin_when_the_service_knows_it(
     assert ok.status == 200
     host = f"http://{site.server.host}:{site.server.port}"
     assert (await site.post("/api/change", headers={**cookie, "Origin": host})).status == 403
+    # A site served over https: HSTS on every answer (browsers ignore it over plain http).
+    page = await site.get("/page")
+    assert page.headers["Strict-Transport-Security"].startswith("max-age=63072000")
 
 
 async def test_a_client_past_its_limit_gets_429_with_retry_after(

@@ -137,6 +137,11 @@ async def test_a_live_count_starts_with_the_count_then_follows_each_change(
     assert response.headers["Content-Type"] == "text/event-stream"
     assert response.headers["Cache-Control"] == "no-cache"
     assert response.headers["X-Accel-Buffering"] == "no"
+    # Streamed, so sent before the middleware sees the answer: its security headers all the same.
+    assert (
+        response.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+    )
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
     first = await response.content.readuntil(b"\n\n")
     assert first == (
         b'event: count\ndata: {"petition_id":"' + petition.encode() + b'","signatures":1}\n\n'

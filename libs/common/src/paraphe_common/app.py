@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterable
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from paraphe_common.health import READINESS, Readiness, healthz, readyz
 from paraphe_common.logs import REQUEST_ID
@@ -26,7 +26,13 @@ from paraphe_common.metrics import (
 )
 from paraphe_common.problems import problem_for
 from paraphe_common.resources import CleanupContext
-from paraphe_common.security import install_security, refuse_cross_site
+from paraphe_common.security import (
+    ClientNetwork,
+    client_network,
+    install_security,
+    refuse_cross_site,
+    secure_response,
+)
 from paraphe_common.settings import ServiceSettings
 
 SERVICE_NAME = web.AppKey("service_name", str)
@@ -48,49 +54,56 @@ def _acceptable_request_id(value: str) -> bool:
     return 0 < len(value) <= _MAX_REQUEST_ID_LENGTH and _REQUEST_ID_CHARACTERS.issuperset(value)
 
 
-@web.middleware
-async def service_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Request id, CSRF check, RFC 9457 problems and RED metrics, in one frame: it wraps
-    every request.
+def service_middleware(metrics: HttpMetrics, network: ClientNetwork) -> Middleware:
+    """Request id, CSRF check, RFC 9457 problems, security headers and RED metrics, in one
+    frame: it wraps every request, so it is a closure over what it needs rather than lookups
+    in the application at each request.
 
     The request id is the proxy's when well formed, else a new one; it goes on every log line
     (a context variable) and back on the response. Whatever the handler raises becomes a
     problem answer; the metrics see the status actually sent.
     """
-    offered = request.headers.get(REQUEST_ID_HEADER)
-    request_id = (
-        offered if offered is not None and _acceptable_request_id(offered) else _new_request_id()
-    )
-    # Not reset after the request: aiohttp serves a connection's requests one after another
-    # in one task, so the access log line written after the handler still carries it, and
-    # the next request on the connection sets its own.
-    REQUEST_ID.set(request_id)
-    metrics = request.config_dict[HTTP_METRICS]
-    metrics.in_flight += 1
-    started = time.perf_counter()
-    status = 500
-    try:
-        try:
-            refuse_cross_site(request)
-            response = await handler(request)
-        except (asyncio.CancelledError, web.GracefulExit):
-            raise
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                status = exc.status
-                raise
-            response = problem_for(request, exc)
-        except Exception as exc:  # noqa: BLE001 - every failure gets a problem answer
-            response = problem_for(request, exc)
-        status = response.status
-        if not response.prepared:
-            response.headers[REQUEST_ID_HEADER] = request_id
-        return response
-    finally:
-        metrics.in_flight -= 1
-        metrics.observe(
-            route_of(request), method_of(request), status, time.perf_counter() - started
+
+    @web.middleware
+    async def serve(request: web.Request, handler: Handler) -> web.StreamResponse:
+        offered = request.headers.get(REQUEST_ID_HEADER)
+        request_id = (
+            offered
+            if offered is not None and _acceptable_request_id(offered)
+            else _new_request_id()
         )
+        # Not reset after the request: aiohttp serves a connection's requests one after
+        # another in one task, so the access log line written after the handler still
+        # carries it, and the next request on the connection sets its own.
+        REQUEST_ID.set(request_id)
+        metrics.in_flight += 1
+        started = time.perf_counter()
+        status = 500
+        try:
+            try:
+                refuse_cross_site(request)
+                response = await handler(request)
+            except (asyncio.CancelledError, web.GracefulExit):
+                raise
+            except web.HTTPException as exc:
+                if exc.status < 400:
+                    status = exc.status
+                    raise
+                response = problem_for(request, exc)
+            except Exception as exc:  # noqa: BLE001 - every failure gets a problem answer
+                response = problem_for(request, exc)
+            status = response.status
+            if not response.prepared:
+                response.headers[REQUEST_ID_HEADER] = request_id
+                secure_response(request, response, network)
+            return response
+        finally:
+            metrics.in_flight -= 1
+            metrics.observe(
+                route_of(request), method_of(request), status, time.perf_counter() - started
+            )
+
+    return serve
 
 
 def request_id_headers() -> dict[str, str]:
@@ -112,22 +125,20 @@ def create_service_app(
     after the last request has been answered.
     """
     registry = new_registry()
+    http_metrics = HttpMetrics(registry)
+    # Client addresses, security headers, CSRF and per-client limits (paraphe_common.security).
+    public_url = getattr(settings, "public_url", None)
+    network = client_network(
+        settings.trusted_proxies, str(public_url) if public_url is not None else None
+    )
     app = web.Application(
-        middlewares=[service_middleware],
+        middlewares=[service_middleware(http_metrics, network)],
         client_max_size=client_max_size,
     )
     app[SERVICE_NAME] = service
     app[METRICS] = registry
-    # Client addresses, security headers, CSRF and per-client limits (paraphe_common.security).
-    public_url = getattr(settings, "public_url", None)
-    install_security(
-        app,
-        settings.trusted_proxies,
-        settings.client_limits,
-        registry,
-        public_url=str(public_url) if public_url is not None else None,
-    )
-    app[HTTP_METRICS] = HttpMetrics(registry)
+    install_security(app, network, settings.client_limits, registry)
+    app[HTTP_METRICS] = http_metrics
     app[READINESS] = Readiness(settings.readiness_timeout, DependencyMetrics(registry))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

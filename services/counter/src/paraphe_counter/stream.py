@@ -18,6 +18,7 @@ from aiohttp import web
 
 from paraphe_common.app import request_id_headers
 from paraphe_common.resources import CleanupContext
+from paraphe_common.security import secure_stream
 from paraphe_counter.counts import COUNT_CACHE, Count, CountCache, CountUnavailable
 from paraphe_counter.settings import CounterSettings
 
@@ -88,6 +89,7 @@ class LiveCounts:
             if watch.count is None:
                 watch.update(await self._counts.count(petition_id))
             response = web.StreamResponse(headers=STREAM_HEADERS | request_id_headers())
+            secure_stream(request, response)
             await response.prepare(request)
             await self._follow(watch, response)
             return response
