@@ -10,8 +10,9 @@ from prometheus_client import CollectorRegistry, Counter
 
 from paraphe_common.metrics import METRICS
 from paraphe_common.rate_limits import TokenBuckets
-from paraphe_common.resources import JETSTREAM, REDIS, CleanupContext
+from paraphe_common.resources import JETSTREAM, NATS, REDIS, CleanupContext
 from paraphe_common.streams import ensure_signatures_stream
+from paraphe_signature_intake.publisher import AckedPublisher
 from paraphe_signature_intake.settings import SignatureIntakeSettings
 from paraphe_signature_intake.signatures import Intake, Outcome
 
@@ -53,12 +54,13 @@ def intake_context(settings: SignatureIntakeSettings) -> CleanupContext:
     async def intake(app: web.Application) -> AsyncIterator[None]:
         await ensure_signatures_stream(app[JETSTREAM], settings.nats_stream_replicas)
         metrics = IntakeMetrics(app[METRICS])
+        publisher = AckedPublisher(app[NATS], settings.publish_timeout)
+        await publisher.start()
         app[INTAKE] = IntakeContext(
             core=Intake(
                 app[REDIS],
-                app[JETSTREAM],
+                publisher,
                 pending_ttl=settings.pending_ttl,
-                publish_timeout=settings.publish_timeout,
                 redis_unavailable=metrics.redis_unavailable.inc,
             ),
             limit=TokenBuckets(settings.signer_attempts_per_minute, 60.0, max_keys=200_000),
@@ -66,5 +68,6 @@ def intake_context(settings: SignatureIntakeSettings) -> CleanupContext:
         )
         yield
         await app[INTAKE].core.marks.drain()
+        await publisher.close()
 
     return intake
