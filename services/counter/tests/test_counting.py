@@ -42,6 +42,25 @@ async def test_each_distinct_signature_is_stored_counted_and_served_once(
     assert await metric(counter, "counter_count_freshness_seconds_count") == 50
 
 
+async def test_under_a_steady_trickle_batches_grow_rather_than_multiply(
+    start_counter: Callable[..., Awaitable[Client]],
+    petition: str,
+    sign: Sign,
+    counted: Counted,
+    metric: Metric,
+) -> None:
+    # A signature every ~5 ms for ~0.6 s: without the linger each fetch would take the one or
+    # two that had arrived; with it a fetch comes at most every 0.2 s and takes them together.
+    counter = await start_counter(batch_linger=0.2)
+    for _ in range(120):
+        await sign(petition)
+        await asyncio.sleep(0.005)
+    await counted(petition, 120)
+    batches = await metric(counter, "counter_batch_size_signatures_count")
+    assert await metric(counter, "counter_batch_size_signatures_sum") == 120
+    assert 1 <= batches <= 20, batches
+
+
 async def test_a_signature_published_twice_is_counted_once(
     counter: Client,
     petition: str,

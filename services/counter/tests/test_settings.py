@@ -46,7 +46,12 @@ def test_thresholds_out_of_order_or_not_positive_are_refused(
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("PARAPHE_BATCH_SIZE", "0"), ("PARAPHE_COUNT_SHARDS", "0"), ("PARAPHE_FETCH_TIMEOUT", "5")],
+    [
+        ("PARAPHE_BATCH_SIZE", "0"),
+        ("PARAPHE_COUNT_SHARDS", "0"),
+        ("PARAPHE_FETCH_TIMEOUT", "5"),
+        ("PARAPHE_BATCH_LINGER", "2"),
+    ],
 )
 def test_settings_that_would_stop_the_counting_are_refused(
     monkeypatch: pytest.MonkeyPatch, variable: str, value: str

@@ -138,13 +138,18 @@ class SignatureConsumer:
 
     async def run(self) -> None:
         backoff = Backoff()
+        loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
             try:
+                fetched_at = loop.time()
                 messages = await self._fetch()
                 if messages:
                     await self._count(messages)
                 await self._settle()
                 await self._read_backlog()
+                if 0 < len(messages) < self._settings.batch_size:
+                    # Not a full batch: nothing waits behind it, let the next one gather.
+                    await self._pause(fetched_at + self._settings.batch_linger - loop.time())
             except _NATS_ERRORS as exc:
                 # The connection dropped or the consumer vanished (a NATS restart without its
                 # store): nats-py reconnects by itself; the subscription is made again.

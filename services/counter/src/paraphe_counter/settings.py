@@ -19,6 +19,10 @@ class CounterSettings(
     # Seconds a fetch waits for signatures when none are queued: it bounds how late a lone
     # signature is counted, so it stays well under a second.
     fetch_timeout: float = Field(default=0.1, ge=0.01, le=1.0)
+    # Seconds at least between two fetches that found less than a full batch: under load,
+    # batches grow instead of multiplying (each batch costs a transaction, a pool round and the
+    # settling of its petitions, whatever its size), for at most this much later a count.
+    batch_linger: float = Field(default=0.05, ge=0, le=0.5)
     # Rows each petition's count is spread over, so concurrent batches do not queue on one.
     count_shards: int = Field(default=16, ge=1, le=1024)
     # Seconds between two readings of the consumer's backlog (pending, unacknowledged).
