@@ -1,8 +1,9 @@
 """End to end on one machine: signatures accepted, persisted and counted, at a set rate.
 
 The whole local stack runs (PostgreSQL, Redis, NATS JetStream, every service, nginx), and wrk
-signs one petition through the proxy at a paced rate, every request a distinct person with a
-valid signer token. Two phases: the sustained rate (3,000 signatures/s for two minutes by
+signs one petition through the proxy at a scheduled rate (bench/sign.lua: an offered rate, not
+a closed loop that slows down with the answers), every request a distinct person with a valid
+signer token. Two phases: the sustained rate (3,000 signatures/s for two minutes by
 default) and the latency rate (2,000/s, whose p99 is the target). After each phase the count
 must equal the number of 202 answers: persisted and counted, nothing lost or doubled.
 
@@ -44,13 +45,60 @@ RATE = int(os.environ.get("PARAPHE_BENCH_E2E_RATE", "3000"))
 SECONDS = int(os.environ.get("PARAPHE_BENCH_E2E_SECONDS", "120"))
 LATENCY_RATE = int(os.environ.get("PARAPHE_BENCH_E2E_LATENCY_RATE", "2000"))
 LATENCY_SECONDS = int(os.environ.get("PARAPHE_BENCH_E2E_LATENCY_SECONDS", "60"))
-# wrk paces each connection with a fixed pause after each answer: connections / pause
-# is the offered rate while answers are fast; slower answers lower it (reported as measured).
-PAUSE_MS = 10
-ANSWER_MS = 2  # the answer time the first calibration guess assumes
-CALIBRATION_SECONDS = 5
+# wrk holds the offered rate with a schedule (bench/sign.lua), over enough connections for
+# answers up to this long to leave the rate whole.
+IN_FLIGHT_SECONDS = 0.05
 PROBE_INTERVAL = 0.2  # seconds between probe signatures
 POLL_INTERVAL = 0.02  # seconds between reads of the probe petition's count
+
+
+# Where the CPU time went, by program, from /proc: every process on the machine grouped by
+# what it runs (a service by its module, PostgreSQL's backends together, nginx's workers
+# together), and the machine's idle time.
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _program(pid: Path) -> str:
+    if pid.name == str(os.getpid()):
+        return "wrk and the probe"  # wrk is this process's child: its time is ours once reaped
+    arguments = (pid / "cmdline").read_bytes().split(b"\0")
+    command = (pid / "comm").read_text().strip()
+    if command.startswith("python") and b"-m" in arguments:
+        module = arguments[arguments.index(b"-m") + 1].decode()
+        return module.removeprefix("paraphe_").replace("_", "-")
+    if command.startswith("postgres"):
+        return "postgres"
+    return command
+
+
+def cpu_by_program() -> dict[str, float]:
+    """CPU seconds (user and system, with reaped children's) each program's live processes
+    have used so far."""
+    used: dict[str, float] = {}
+    for pid in Path("/proc").iterdir():
+        if not pid.name.isdigit():
+            continue
+        try:
+            fields = (pid / "stat").read_text().rpartition(")")[2].split()
+            name = _program(pid)
+            used[name] = used.get(name, 0.0) + sum(map(int, fields[11:15])) / _TICK
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+    return used
+
+
+def idle_seconds() -> float:
+    """The machine's idle time so far, summed over its cores."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return (int(fields[4]) + int(fields[5])) / _TICK  # idle and iowait
+
+
+def cpu_per_event(
+    before: dict[str, float], after: dict[str, float], events: int
+) -> dict[str, float]:
+    """Microseconds of CPU per event, by program, largest first (programs above 1 µs)."""
+    spent = {name: (after[name] - before.get(name, 0.0)) / events * 1e6 for name in after}
+    return dict(sorted(((k, v) for k, v in spent.items() if v >= 1), key=lambda kv: -kv[1]))
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -140,7 +188,7 @@ async def wrk(
         env=os.environ | {
             "PARAPHE_BENCH_TOKENS": str(tokens),
             "PARAPHE_BENCH_PETITION": petition,
-            "PARAPHE_BENCH_PAUSE_MS": str(PAUSE_MS),
+            "PARAPHE_BENCH_RATE": str(rate),
         },
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
@@ -179,15 +227,17 @@ async def phase(
         )
         return tokens
 
-    trial_tokens = signer_tokens(f"{tag}-trial", int(rate * CALIBRATION_SECONDS * 1.5))
     tokens = signer_tokens(tag, int(rate * seconds * 1.3))
     count_url = f"http://127.0.0.1:{stack.ports.services['counter']}/api/petitions/{load}/count"
-    # Calibration: the pause per connection is fixed, so the rate depends on the answer time
-    # under this very load; a short run measures it and the connection count follows.
-    connections = max(1, round(rate * (PAUSE_MS + ANSWER_MS) / 1000))
-    trial = await wrk(stack, load, trial_tokens, rate, CALIBRATION_SECONDS, connections)
-    connections = min(1000, round(connections * rate / max(1.0, trial["accepted_per_second"])))
-    before = await count_of(session, count_url)
+    connections = max(10, round(rate * IN_FLIGHT_SECONDS))
+    # The previous phase's last signatures may still be on their way to the count: start from
+    # a count that has stopped moving (two reads a second apart, longer than a batch and a
+    # refresh).
+    before, settled = -1, await count_of(session, count_url)
+    while settled != before:
+        before = settled
+        await asyncio.sleep(1.0)
+        settled = await count_of(session, count_url)
     samples: list[tuple[float, int]] = []
 
     async def sample_count() -> None:
@@ -197,7 +247,13 @@ async def phase(
 
     sampler = asyncio.create_task(sample_count())
     watching = asyncio.create_task(probe.run(tag))
+    cpu_before, idle_before = cpu_by_program(), idle_seconds()
     result = await wrk(stack, load, tokens, rate, seconds, connections)
+    result["cpu_microseconds_per_signature"] = cpu_per_event(
+        cpu_before, cpu_by_program(), max(1, result["accepted"])
+    )
+    idle = idle_seconds() - idle_before
+    result["idle_share"] = idle / (seconds * (os.cpu_count() or 1))
     probe.stop()
     await watching
     # Persisted and counted: the count reaches the number of 202 answers, and stays there.
@@ -271,6 +327,12 @@ def main() -> None:
             f"{row.get('freshness_p50_s', float('nan')):>9.2f}s"
             f"{row.get('freshness_p99_s', float('nan')):>9.2f}s"
             f"{slowest if slowest is not None else float('nan'):>14,.0f}"
+        )
+    for name, row in results.items():
+        spent = row["cpu_microseconds_per_signature"]
+        print(
+            f"  {name}: CPU per signature in µs (the machine idle {row['idle_share']:.0%}): "
+            + ", ".join(f"{program} {micros:.0f}" for program, micros in spent.items())
         )
     print(
         f"  targets: ≥ 3,000/s sustained 2 min; p99 < 50 ms at 2,000/s; freshness p99 < 1 s; "

@@ -12,11 +12,27 @@ function init(args)
   counter = math.random(1, #tokens)
 end
 
--- PARAPHE_BENCH_PAUSE_MS paces each connection: a pause after every answer.
-local pause = tonumber(os.getenv("PARAPHE_BENCH_PAUSE_MS") or "")
-if pause then
+-- PARAPHE_BENCH_RATE holds the thread to a schedule of that many requests a second: each
+-- request waits for its slot (1/rate after the previous one), whichever connection is free
+-- sends it, and a late server is caught up with at once. Offered rate, not a closed loop
+-- whose rate falls when answers slow down (which is what a pause per connection measures).
+local rate = tonumber(os.getenv("PARAPHE_BENCH_RATE") or "")
+if rate then
+  local ffi = require("ffi")
+  ffi.cdef[[
+    typedef struct { long tv_sec; long tv_nsec; } paraphe_timespec;
+    int clock_gettime(int clock_id, paraphe_timespec *tp);
+  ]]
+  local clock = ffi.new("paraphe_timespec")
+  local function now_ms()
+    ffi.C.clock_gettime(1, clock)  -- CLOCK_MONOTONIC
+    return tonumber(clock.tv_sec) * 1000 + tonumber(clock.tv_nsec) / 1e6
+  end
+  local interval, slot = 1000 / rate, nil
   function delay()
-    return pause
+    local now = now_ms()
+    slot = (slot or now) + interval
+    return math.max(0, slot - now)
   end
 end
 
