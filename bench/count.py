@@ -27,11 +27,34 @@ from paraphe_devstack.stack import temporary_stack
 HERE = Path(__file__).parent
 DURATION = os.environ.get("PARAPHE_BENCH_DURATION", "10s")
 CONNECTIONS = os.environ.get("PARAPHE_BENCH_CONNECTIONS", "64")
+# As in bench/intake.py: the server measured (bare, then the counter) on core 0, everything
+# else (wrk, the rest of the stack) on core 1. PARAPHE_BENCH_PIN=0 turns that off.
+PIN = (os.cpu_count() or 1) >= 2 and os.environ.get("PARAPHE_BENCH_PIN", "1") != "0"
+CLIENT_CORE = ["taskset", "-c", "1"] if PIN else []
+
+
+def family(pid: int) -> list[int]:
+    """A process and all its descendants."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            found += family(int(child))
+    return found
+
+
+def pin(pid: int, core: int) -> None:
+    """A process, its threads and its descendants (PostgreSQL's backends, nginx's workers)."""
+    for member in family(pid):
+        subprocess.run(["taskset", "-a", "-p", "-c", str(core), str(member)], capture_output=True)
 
 
 def wrk_get(url: str, duration: str = DURATION) -> dict[str, float]:
     output = subprocess.run(
-        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration}", "--latency", url],
+        [*CLIENT_CORE, "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration}", "--latency", url],
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
@@ -55,6 +78,16 @@ def main() -> None:
         path = f"/api/petitions/{petition}/count"
         bare_port = free_port()
         bare = subprocess.Popen([sys.executable, str(HERE / "bare.py"), str(bare_port)])
+        if PIN:
+            counter_pid = stack.services["counter"].process.pid  # type: ignore[union-attr]
+            others = [service.process for service in stack.services.values()]
+            others += [stack.postgres.process, stack.redis.process, stack.nats.process]
+            others += [stack.proxy.process] if stack.proxy else []
+            for process in others:
+                if process is not None and process.pid != counter_pid:
+                    pin(process.pid, 1)
+            pin(counter_pid, 0)
+            pin(bare.pid, 0)
         try:
             deadline = time.monotonic() + 30
             while not port_answers(bare_port) and time.monotonic() < deadline:
@@ -71,7 +104,10 @@ def main() -> None:
             bare.wait(timeout=30)
     bare_rate = rows["bare aiohttp"]["requests_per_second"]
     machine = f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
-    print(f"Count reads — {machine}, wrk -t1 -c{CONNECTIONS} {DURATION}, one counter process")
+    print(
+        f"Count reads — {machine}, wrk -t1 -c{CONNECTIONS} {DURATION}, one counter process"
+        + (", each server on core 0, wrk and the rest of the stack on core 1" if PIN else "")
+    )
     print(f"  {'':<30}{'req/s':>10}{'of bare':>9}{'non-2xx':>9}")
     for name, row in rows.items():
         print(
@@ -84,6 +120,7 @@ def main() -> None:
         json.dumps(
             {
                 "machine": machine,
+                "pinned": PIN,
                 **rows,
                 "ratio": rows["counter, direct"]["requests_per_second"] / bare_rate,
             },

@@ -34,6 +34,19 @@ PETITION = "0b6f0d7e-5f4c-4c59-9a43-2b1f6f3c2a11"
 DURATION = os.environ.get("PARAPHE_BENCH_DURATION", "10s")
 CONNECTIONS = os.environ.get("PARAPHE_BENCH_CONNECTIONS", "64")
 TOKENS = int(os.environ.get("PARAPHE_BENCH_TOKENS_COUNT", "150000"))
+# On two cores or more, the server measured (bare, then intake) gets core 0 to itself and wrk,
+# Redis and NATS share core 1: each server is measured on one whole core, the same for both,
+# and the other programs' load does not land on it. PARAPHE_BENCH_PIN=0 turns that off.
+PIN = (os.cpu_count() or 1) >= 2 and os.environ.get("PARAPHE_BENCH_PIN", "1") != "0"
+SERVER_CORE = ["taskset", "-c", "0"] if PIN else []
+CLIENT_CORE = ["taskset", "-c", "1"] if PIN else []
+
+
+def pin_to_client_core(pid: int) -> None:
+    if PIN:
+        subprocess.run(
+            ["taskset", "-a", "-p", "-c", "1", str(pid)], check=True, capture_output=True
+        )
 
 
 def wait_for(port: int, process: subprocess.Popen[bytes]) -> None:
@@ -54,7 +67,7 @@ def cpu_seconds(pid: int, which: slice = slice(11, 15)) -> float:
 def wrk_get(url: str, duration: str = DURATION) -> float:
     """Requests per second of a plain GET: what the framework costs around a handler."""
     output = subprocess.run(
-        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration}", url],
+        [*CLIENT_CORE, "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration}", url],
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
@@ -62,7 +75,8 @@ def wrk_get(url: str, duration: str = DURATION) -> float:
 
 def wrk(port: int, tokens: Path, duration: str = DURATION) -> dict[str, float]:
     output = subprocess.run(
-        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration}", "-s", str(HERE / "sign.lua"),
+        [*CLIENT_CORE, "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration}", "-s",
+         str(HERE / "sign.lua"),
          f"http://127.0.0.1:{port}"],
         env=os.environ | {"PARAPHE_BENCH_TOKENS": str(tokens), "PARAPHE_BENCH_PETITION": PETITION},
         check=True, capture_output=True, text=True,
@@ -104,7 +118,11 @@ def main() -> None:
             "\n".join(issuer.issue(SIGNER, f"{n:064x}", 3600) for n in range(TOKENS)) + "\n"
         )
         bare_port, intake_port = free_port(), free_port()
-        bare = subprocess.Popen([sys.executable, str(HERE / "bare.py"), str(bare_port)])
+        for server in (redis, nats_server):
+            pin_to_client_core(server.process.pid)  # type: ignore[union-attr]
+        bare = subprocess.Popen(
+            [*SERVER_CORE, sys.executable, str(HERE / "bare.py"), str(bare_port)]
+        )
         # PARAPHE_BENCH_PROFILE=<path to py-spy> records where intake's time goes as collapsed
         # stacks (sampled, wall time); PARAPHE_BENCH_PROFILE=cprofile as a cProfile file of CPU
         # time during the signing run only (bench/profiled_service.py), which other processes'
@@ -121,7 +139,7 @@ def main() -> None:
         else:
             command = [sys.executable, "-m"]
         intake = subprocess.Popen(
-            [*command, "paraphe_signature_intake"],
+            [*SERVER_CORE, *command, "paraphe_signature_intake"],
             env={k: v for k, v in os.environ.items() if not k.startswith("PARAPHE_")}
             | {
                 "PARAPHE_HOST": "127.0.0.1",
@@ -173,6 +191,7 @@ def main() -> None:
         print(
             f"Intake against a bare aiohttp endpoint — {machine}, "
             f"wrk -t1 -c{CONNECTIONS} {DURATION}"
+            + (", each server on core 0, wrk, Redis and NATS on core 1" if PIN else "")
         )
         print(f"  {'':<22}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'202':>9}{'200':>9}{'other':>7}")
         for name, row in (("bare aiohttp", bare_result), ("signature-intake", intake_result)):
@@ -190,7 +209,8 @@ def main() -> None:
         results = HERE / "results"
         results.mkdir(exist_ok=True)
         (results / "intake.json").write_text(json.dumps(
-            {"machine": machine, "bare": bare_result, "intake": intake_result, "ratio": ratio,
+            {"machine": machine, "pinned": PIN, "bare": bare_result, "intake": intake_result,
+             "ratio": ratio,
              "healthz_requests_per_second": healthz,
              "cpu_microseconds_per_signature": cpu_per_signature},
             indent=2,
