@@ -85,10 +85,14 @@ class SigningServices:
             sys.executable, "-m", "paraphe_counter", "migrate", env=self.env
         )
         assert await migrate.wait() == 0
-        for process in self.processes.values():
-            process.start(wait=False)
-        for process in self.processes.values():
-            await asyncio.to_thread(process.wait_ready)
+        try:
+            for process in self.processes.values():
+                process.start(wait=False)
+            for process in self.processes.values():
+                await asyncio.to_thread(process.wait_ready)
+        except BaseException:
+            self.stop()  # the others too, and their log files
+            raise
 
     def stop(self) -> None:
         for process in self.processes.values():

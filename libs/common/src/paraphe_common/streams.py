@@ -12,9 +12,12 @@ idempotent), so no start order is required between services.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Final
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar
 
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
@@ -23,7 +26,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
 log = logging.getLogger(__name__)
@@ -49,13 +52,36 @@ def petition_event_subject(kind: str) -> str:
     return f"petitions.events.{kind}"
 
 
+# While a cluster elects its leaders, or several services create the same stream at once,
+# JetStream's API can time out or answer 503 for a few seconds: a start waits that long.
+_SETTLING_SECONDS: Final = 30.0
+_SETTLING_ERRORS: Final = (nats.errors.TimeoutError, ServiceUnavailableError)
+
+T = TypeVar("T")
+
+
+async def _once_jetstream_answers(make: Callable[[], Awaitable[T]], what: str) -> T:
+    deadline = asyncio.get_running_loop().time() + _SETTLING_SECONDS
+    while True:
+        try:
+            return await make()
+        except _SETTLING_ERRORS as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            log.warning("JetStream did not answer for %s yet (%r); asking again", what, exc)
+            await asyncio.sleep(0.5)
+
+
 async def _ensure_stream(jetstream: JetStreamContext, config: StreamConfig) -> None:
-    try:
-        await jetstream.add_stream(config)
-    except BadRequestError:
-        # It exists with another configuration (more replicas, a longer window): converge.
-        log.info("updating the configuration of stream %s", config.name)
-        await jetstream.update_stream(config)
+    async def ensure() -> None:
+        try:
+            await jetstream.add_stream(config)
+        except BadRequestError:
+            # It exists with another configuration (more replicas, a longer window): converge.
+            log.info("updating the configuration of stream %s", config.name)
+            await jetstream.update_stream(config)
+
+    await _once_jetstream_answers(ensure, f"stream {config.name}")
 
 
 async def ensure_signatures_stream(jetstream: JetStreamContext, replicas: int = 1) -> None:
@@ -91,11 +117,9 @@ async def ensure_petition_events_stream(jetstream: JetStreamContext, replicas: i
 
 async def petitions_bucket(jetstream: JetStreamContext, replicas: int = 1) -> KeyValue:
     """The key-value bucket of petition states, created if missing."""
-    return await jetstream.create_key_value(
-        KeyValueConfig(
-            bucket=PETITIONS_BUCKET,
-            history=1,
-            storage=StorageType.FILE,
-            replicas=replicas,
-        )
+    config = KeyValueConfig(
+        bucket=PETITIONS_BUCKET, history=1, storage=StorageType.FILE, replicas=replicas
+    )
+    return await _once_jetstream_answers(
+        lambda: jetstream.create_key_value(config), f"bucket {PETITIONS_BUCKET}"
     )
