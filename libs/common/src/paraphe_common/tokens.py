@@ -240,9 +240,9 @@ class TokenVerifier:
     ) -> None:
         self._keys = dict(keys)
         self._headers: dict[str, VerificationKey] = {}
-        # Plain tuples of strings, numbers and a dict of them, which Python's garbage collector
-        # stops tracking: a full cache of Claims objects was 400,000 tracked objects, and each
-        # full collection walked them (62 ms measured) — intake's slowest answers under load.
+        # Plain tuples of strings and numbers, which Python's garbage collector stops
+        # tracking: a full cache of Claims objects was 400,000 tracked objects, and each full
+        # collection walked them (62 ms measured) — intake's slowest answers under load.
         self._cache: OrderedDict[str, _CachedClaims] = OrderedDict()
         self._cache_size = cache_size
         self._clock = clock
