@@ -11,14 +11,14 @@ from redis.exceptions import RedisError
 
 from paraphe_common.auth import authenticate
 from paraphe_common.peppers import PEPPER_SCHEDULE, signer_key_for
-from paraphe_common.petition_states import PETITION_STATES
+from paraphe_common.petition_states import PETITION_STATES, PetitionState
 from paraphe_common.problems import Problem
 from paraphe_common.tokens import SIGNER, Claims
 from paraphe_signature_intake.context import INTAKE
 from paraphe_signature_intake.signatures import JetStreamUnavailable, Outcome, dedupe_key
 
 
-def _open_petition(request: web.Request) -> str:
+def _open_petition(request: web.Request) -> tuple[str, PetitionState]:
     petition_id = request.match_info["petition_id"]
     state = request.app[PETITION_STATES].get(petition_id)
     if state is None:
@@ -30,11 +30,10 @@ def _open_petition(request: web.Request) -> str:
             kind="petition-not-open",
             petition_status="closed" if state.status == "published" else state.status,
         )
-    return petition_id
+    return petition_id, state
 
 
-def _signer_key(request: web.Request, claims: Claims, petition_id: str) -> str:
-    state = request.app[PETITION_STATES].get(petition_id)
+def _signer_key(request: web.Request, claims: Claims, state: PetitionState) -> str:
     schedule = request.app[PEPPER_SCHEDULE]
     return signer_key_for(claims, state, schedule)
 
@@ -42,8 +41,8 @@ def _signer_key(request: web.Request, claims: Claims, petition_id: str) -> str:
 async def sign(request: web.Request) -> web.Response:
     intake = request.app[INTAKE]
     claims = authenticate(request, SIGNER)
-    petition_id = _open_petition(request)
-    signer = _signer_key(request, claims, petition_id)  # under the petition's pepper
+    petition_id, state = _open_petition(request)
+    signer = _signer_key(request, claims, state)  # under the petition's pepper
     wait = intake.limit.retry_after(claims.subject)
     if wait:
         intake.metrics.refused.labels("rate-limited").inc()
@@ -81,10 +80,11 @@ async def my_signature(request: web.Request) -> web.Response:
     intake = request.app[INTAKE]
     claims = authenticate(request, SIGNER)
     petition_id = request.match_info["petition_id"]
-    if request.app[PETITION_STATES].get(petition_id) is None:
+    state = request.app[PETITION_STATES].get(petition_id)
+    if state is None:
         raise Problem(404, "Cette pétition n'existe pas.", kind="petition-not-found")
     try:
-        signer = _signer_key(request, claims, petition_id)
+        signer = _signer_key(request, claims, state)
         signed = await intake.core.has_signed(petition_id, dedupe_key(signer, petition_id))
     except (RedisError, OSError) as exc:
         raise Problem(
