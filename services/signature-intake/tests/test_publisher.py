@@ -58,10 +58,9 @@ async def test_many_publishes_in_flight_each_get_their_own_answer(
 
 
 async def test_a_subject_no_stream_listens_on_fails_at_once(publisher: AckedPublisher) -> None:
-    started = time.monotonic()
+    # The server's no-responders status, not the sweep's "no ack in time".
     with pytest.raises(PublishFailed, match="status 503"):
         await publisher.publish("nobody.listens.here", b"x", message_id="x")
-    assert time.monotonic() - started < 0.5  # the server's no-responders answer, not a timeout
 
 
 async def test_an_ack_that_never_comes_fails_after_the_timeout(
@@ -71,7 +70,7 @@ async def test_an_ack_that_never_comes_fails_after_the_timeout(
     started = time.monotonic()
     with pytest.raises(PublishFailed, match="no ack in time"):
         await publisher.publish("silent.subject", b"x", message_id="x")
-    assert 0.5 <= time.monotonic() - started < 2
+    assert time.monotonic() - started >= 0.5  # not before its timeout
     await silent.unsubscribe()
 
 
