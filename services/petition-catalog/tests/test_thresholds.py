@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -15,6 +16,7 @@ from nats.aio.client import Client as NatsClient
 from paraphe_common.streams import ensure_petition_events_stream
 from paraphe_devstack.servers import RedisServer
 from paraphe_petition_catalog.counts import refresh_signature_counts
+from paraphe_petition_catalog.thresholds import ThresholdFollower
 
 if TYPE_CHECKING:
     from conftest import AddPetition, Client, MakeCatalog
@@ -130,3 +132,22 @@ async def test_counts_are_copied_from_counters_totals_for_the_most_signed_sort(
     assert (
         await db.fetchval("SELECT signature_count FROM catalog.petitions WHERE id = $1", draft) == 0
     )
+
+
+async def test_a_follower_cancelled_at_shutdown_leaves_no_subscription_behind(
+    db: asyncpg.Pool, nats_client: NatsClient
+) -> None:
+    # A subscription left on the connection holds its drain at shutdown (nats-py waits for
+    # its queue, which a fetch cut by a NATS restart can leave unfinished): the catalogue
+    # took 10 s to stop after a NATS restart.
+    follower = ThresholdFollower(db, nats_client.jetstream(), replicas=1)
+    following = asyncio.create_task(follower.run())
+    deadline = time.monotonic() + 10
+    while follower.subscription is None:
+        assert time.monotonic() < deadline, "the follower never subscribed"
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)  # inside a fetch
+    following.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await following
+    assert follower.subscription is None

@@ -111,6 +111,11 @@ class ThresholdFollower:
         """Fetch no more; :meth:`run` returns after the batch in hand."""
         self._stopping.set()
 
+    @property
+    def subscription(self) -> JetStreamContext.PullSubscription | None:
+        """The consumer's subscription while following."""
+        return self._subscription
+
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
         await ensure_petition_events_stream(self._jetstream, self._replicas)
         try:
@@ -123,6 +128,15 @@ class ThresholdFollower:
         return self._subscription
 
     async def run(self) -> None:
+        try:
+            await self._follow()
+        finally:
+            # Even when cancelled at shutdown: a subscription left behind would hold the
+            # connection's drain (nats-py waits for its queue, which a fetch cut by a NATS
+            # restart can leave unfinished: the catalogue then took 10 s to stop).
+            await self._drop_subscription()
+
+    async def _follow(self) -> None:
         while not self._stopping.is_set():
             try:
                 subscription = self._subscription or await self._subscribe()
@@ -143,7 +157,6 @@ class ThresholdFollower:
             except Exception:  # a bug with one message must not stop the following
                 log.exception("following thresholds failed; retrying")
                 await self._pause()
-        await self._drop_subscription()
 
     async def _pause(self) -> None:
         with contextlib.suppress(TimeoutError):
