@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from typing import TYPE_CHECKING
 
 import pytest
@@ -167,6 +168,47 @@ async def test_after_redis_is_flushed_a_repeat_is_still_already_signed(
         {"petition_id": open_petition, "status": "already-signed"},
     )
     assert await intake.stored_signatures() == 1
+
+
+async def test_marks_outlive_a_cut_connection_and_a_server_that_forgot_the_script(
+    intake: IntakeUnderTest, redis_server: RedisServer, open_petition: str
+) -> None:
+    # The marks writer keeps one connection and calls its script by digest: what a Redis
+    # restart or a failover does to both, done on purpose.
+    assert (await intake.sign(open_petition, "before"))[0] == 202
+    client = aioredis.from_url(redis_server.url)
+    await client.script_flush()
+    killed = await client.client_kill_filter(_type="normal", skipme=True)
+    await client.aclose()
+    assert killed >= 1
+    assert (await intake.sign(open_petition, "after"))[0] == 202
+    headers = {"Authorization": f"Bearer {intake.signer_token('after')}"}
+    mine = await intake.client.get(f"/api/petitions/{open_petition}/signatures/me", headers=headers)
+    assert (await mine.json())["signed"] is True  # read from Redis
+    metrics = await (await intake.client.get("/metrics")).text()
+    assert "signature_intake_redis_unavailable_total 0.0" in metrics
+
+
+async def test_signing_goes_on_while_redis_hangs(
+    intake: IntakeUnderTest, redis_server: RedisServer, open_petition: str
+) -> None:
+    # A Redis that stops answering without closing anything (a stopped process, a network
+    # partition): each batch of marks gives up after the marks timeout (0.5 s), not redis-py's
+    # 5 s, and signing goes on without Redis as when it refuses connections.
+    assert (await intake.sign(open_petition, "before-the-hang"))[0] == 202
+    assert redis_server.process is not None
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        async with asyncio.timeout(4):  # well under redis-py's 5 s: the marks timeout decided
+            answers = await asyncio.gather(
+                *(intake.sign(open_petition, f"during-the-hang-{n}") for n in range(3))
+            )
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+    assert [status for status, _ in answers] == [202] * 3
+    metrics = await (await intake.client.get("/metrics")).text()
+    assert "signature_intake_redis_unavailable_total 3.0" in metrics
+    assert await intake.stored_signatures() == 4
 
 
 @pytest.mark.parametrize("published_before_the_crash", [True, False])

@@ -61,6 +61,7 @@ def intake_context(settings: SignatureIntakeSettings) -> CleanupContext:
                 app[REDIS],
                 publisher,
                 pending_ttl=settings.pending_ttl,
+                marks_timeout=settings.marks_timeout,
                 redis_unavailable=metrics.redis_unavailable.inc,
             ),
             limit=TokenBuckets(settings.signer_attempts_per_minute, 60.0, max_keys=200_000),

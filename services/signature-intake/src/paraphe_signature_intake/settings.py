@@ -14,5 +14,9 @@ class SignatureIntakeSettings(
     # recognised by JetStream, and after it the person may simply sign again.
     pending_ttl: int = Field(default=60, ge=5, le=170)
     publish_timeout: float = Field(default=2.0, gt=0)
+    # Seconds a batch of marks may wait for Redis's answer before signing goes on without it
+    # (a Redis that hangs rather than refuses: a stopped process, a partitioned network).
+    # Redis answers in well under a millisecond; redis-py's own limit is 5 s.
+    marks_timeout: float = Field(default=0.5, gt=0, le=10)
     # Signature attempts one signer may make per minute on this replica, all petitions together.
     signer_attempts_per_minute: int = Field(default=60, ge=1)
