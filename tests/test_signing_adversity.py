@@ -58,8 +58,26 @@ async def new_open_petition(stack: Stack) -> str:
         await publish_state(bucket, petition, PetitionState("published", time.time() + 86400))
     finally:
         await client.close()
-    await asyncio.sleep(0.2)  # the intake's view follows the bucket
+    await known_to_intake(stack, petition)
     return petition
+
+
+async def known_to_intake(stack: Stack, petition: str, within: float = 30.0) -> None:
+    """Until every intake process's view has the petition: it follows the bucket, and after
+    a NATS restart it reads it afresh only once it has reconnected (a few seconds)."""
+    token = next(iter(signer_tokens(stack, 1, "view-probe-").values()))
+    deadline = time.monotonic() + within
+    replicas = [p for name, p in stack.services.items() if name.startswith("signature-intake")]
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
+        for replica in replicas:
+            url = f"http://127.0.0.1:{replica.port}/api/petitions/{petition}/signatures/me"
+            while True:
+                async with session.get(url) as answer:
+                    if answer.status == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{replica.name} never learnt of petition {petition}")
+                await asyncio.sleep(0.05)
 
 
 def signer_tokens(stack: Stack, count: int, prefix: str) -> dict[str, str]:
@@ -95,8 +113,10 @@ async def campaign(
     repeats: int = 1,
     concurrency: int = 64,
     chaos: Callable[[], Awaitable[None]] | None = None,
+    through_proxy: bool = False,
 ) -> list[int]:
-    url = f"http://127.0.0.1:{stack.ports.services['signature-intake']}/api/petitions/{petition}/signatures"
+    port = stack.ports.proxy if through_proxy else stack.ports.services["signature-intake"]
+    url = f"http://127.0.0.1:{port}/api/petitions/{petition}/signatures"
     queue: asyncio.Queue[str] = asyncio.Queue()
     for _ in range(repeats):
         for token in tokens.values():
@@ -252,3 +272,55 @@ async def test_two_signatures_of_one_person_cannot_be_linked_from_stored_data(
     for row in rows:
         for moment in (row["signed_at"], row["counted_at"]):
             assert (moment.minute, moment.second, moment.microsecond) == (0, 0, 0)
+
+
+@pytest.fixture(scope="module")
+def replicated_stack(binaries: Binaries) -> Iterator[Stack]:
+    """Two intake processes behind the proxy, as production runs replicas."""
+    with temporary_stack(binaries, intake_replicas=2) as stack:
+        yield stack
+
+
+async def accepted_by(stack: Stack, replica: str) -> float:
+    """Signatures a replica accepted, from its own metrics."""
+    port = stack.services[replica].port
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/metrics") as answer,
+    ):
+        text = await answer.text()
+    line = 'signature_intake_signatures_total{outcome="accepted"} '
+    return sum(float(row.removeprefix(line)) for row in text.splitlines() if row.startswith(line))
+
+
+async def test_intake_replicas_share_the_signers_and_recognise_each_others_repeats(
+    replicated_stack: Stack,
+) -> None:
+    petition = await new_open_petition(replicated_stack)
+    tokens = signer_tokens(replicated_stack, 1_000, "replicas-")
+    statuses = await campaign(replicated_stack, petition, tokens, repeats=2, through_proxy=True)
+    # The proxy sends requests round the two replicas, so a repeat often reaches the replica
+    # that did not take the first attempt: the marks in Redis are shared, the answer the same.
+    assert statuses.count(202) == 1_000
+    assert statuses.count(200) == 1_000
+    replicas = ["signature-intake", "signature-intake-2"]
+    shares = [await accepted_by(replicated_stack, replica) for replica in replicas]
+    assert sum(shares) == 1_000
+    assert min(shares) > 0, shares
+    await assert_each_counted_once(replicated_stack, petition, list(tokens))
+
+
+async def test_a_killed_intake_replica_leaves_the_signers_to_the_other(
+    replicated_stack: Stack,
+) -> None:
+    petition = await new_open_petition(replicated_stack)
+    tokens = signer_tokens(replicated_stack, 3_000, "replica-kill-")
+    statuses = await campaign(
+        replicated_stack,
+        petition,
+        tokens,
+        through_proxy=True,
+        chaos=restart(replicated_stack, "signature-intake-2", 0.5, 1.0),
+    )
+    assert set(statuses) <= {200, 202}
+    await assert_each_counted_once(replicated_stack, petition, list(tokens))

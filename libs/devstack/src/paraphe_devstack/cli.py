@@ -22,6 +22,14 @@ def _state_dir() -> Path:
     return Path(os.environ.get("PARAPHE_DEV_STATE_DIR", ".paraphe")).resolve()
 
 
+def intake_replicas() -> int:
+    """``PARAPHE_DEV_INTAKE_REPLICAS`` intake processes behind the proxy (1 by default)."""
+    value = os.environ.get("PARAPHE_DEV_INTAKE_REPLICAS", "") or "1"
+    if not value.isdigit() or not 1 <= int(value) <= 16:
+        raise ValueError(f"PARAPHE_DEV_INTAKE_REPLICAS must be 1 to 16, not {value!r}")
+    return int(value)
+
+
 class _Stop(Exception):
     pass
 
@@ -35,7 +43,13 @@ def run() -> int:
     pid_file = state_dir / "stack.pid"
     try:
         ports = StackPorts.from_env()
-        stack = Stack(state_dir, ports, ensure_binaries(with_proxy=True), say=_say)
+        stack = Stack(
+            state_dir,
+            ports,
+            ensure_binaries(with_proxy=True),
+            intake_replicas=intake_replicas(),
+            say=_say,
+        )
     except (MissingBinaries, ValueError) as exc:
         _say(str(exc))
         return 1
@@ -51,7 +65,7 @@ def run() -> int:
     site:             {base}/
     petitions (API):  {base}/api/petitions
     health:           {base}/_/<service>/healthz  (and /readyz, /metrics)
-    services:         {", ".join(f"{n} :{p}" for n, p in ports.services.items())}
+    services:         {", ".join(f"{n} :{p.port}" for n, p in stack.services.items())}
     PostgreSQL:       {stack.database_url}
     logs:             {state_dir / "logs"}/
 Ctrl-C (or make stop) stops everything."""

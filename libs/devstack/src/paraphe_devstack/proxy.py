@@ -6,7 +6,7 @@ The route table is the one the Kubernetes Ingress mirrors (deploy/k8s); keep the
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from paraphe_devstack.servers import LOCALHOST
@@ -30,10 +30,13 @@ def upstream_name(service: str) -> str:
     return service.replace("-", "_")
 
 
-def nginx_config(prefix: Path, listen_port: int, services: Mapping[str, int]) -> str:
+def nginx_config(prefix: Path, listen_port: int, services: Mapping[str, Sequence[int]]) -> str:
+    """``services``: each service's ports, one per replica (requests go round the replicas)."""
     upstreams = "\n".join(
-        f"    upstream {upstream_name(name)} {{ server {LOCALHOST}:{port}; keepalive 64; }}"
-        for name, port in services.items()
+        f"    upstream {upstream_name(name)} {{ "
+        + "".join(f"server {LOCALHOST}:{port}; " for port in ports)
+        + "keepalive 64; }"
+        for name, ports in services.items()
     )
     locations = []
     for location, service in ROUTES:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import random
 import re
 import shutil
 import signal
@@ -30,7 +31,41 @@ class ServerFailed(RuntimeError):
     pass
 
 
+def ephemeral_ports() -> range:
+    """Where the kernel takes the local ports of outgoing connections."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default
+    return range(low, high + 1)
+
+
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
+    """A port nothing listens on, for a server about to start.
+
+    Chosen outside the kernel's range for outgoing connections: a port asked of the kernel
+    (bind to 0) comes from that range, and any client connecting meanwhile (a service starting
+    up, to Redis or NATS) may be given it before our server binds it ("address already in
+    use", seen in tests). Never the same port twice in one process.
+    """
+    ephemeral = ephemeral_ports()
+    candidates = [p for p in range(10_000, 65_536) if p not in ephemeral]
+    for _ in range(200):
+        if not candidates:
+            break
+        port = random.choice(candidates)  # noqa: S311 - spreading, not secrecy
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((LOCALHOST, port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOCALHOST, 0))
         return int(sock.getsockname()[1])

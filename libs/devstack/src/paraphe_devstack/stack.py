@@ -62,6 +62,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("franceconnect-sandbox"),
 )
 
+INTAKE = "signature-intake"
 _DEFAULT_SERVICE_PORTS = {spec.name: 8101 + i for i, spec in enumerate(SERVICES)}
 
 
@@ -125,8 +126,11 @@ class StackPorts:
 class ServiceProcess(ManagedProcess):
     start_timeout = 60.0
 
-    def __init__(self, spec: ServiceSpec, port: int, env: dict[str, str], log_dir: Path):
-        super().__init__(spec.name, log_dir / f"{spec.name}.log")
+    def __init__(
+        self, spec: ServiceSpec, port: int, env: dict[str, str], log_dir: Path, name: str = ""
+    ):
+        name = name or spec.name
+        super().__init__(name, log_dir / f"{name}.log")
         self.spec = spec
         self.port = port
         self._env = env
@@ -155,10 +159,20 @@ class Stack:
         *,
         durable: bool = True,
         access_log: bool = True,
+        intake_replicas: int = 1,
         say: Callable[[str], None] = lambda message: None,
     ) -> None:
+        if intake_replicas < 1:
+            raise ValueError(f"intake needs one replica at least, not {intake_replicas}")
         self.state_dir = state_dir
         self.ports = ports
+        # Intake is stateless: like production's replicas, several processes behind the proxy
+        # (the first on ports.services, the others on free ports) share its load; every other
+        # service runs once.
+        self.replica_ports: dict[str, list[int]] = {
+            name: [port] for name, port in ports.services.items()
+        }
+        self.replica_ports[INTAKE] += [free_port() for _ in range(intake_replicas - 1)]
         self.access_log = access_log
         self.binaries = binaries
         self.say = say
@@ -186,13 +200,14 @@ class Stack:
     def sandbox_url(self) -> str:
         return f"http://localhost:{self.ports.services['franceconnect-sandbox']}"
 
-    def service_env(self, spec: ServiceSpec) -> dict[str, str]:
-        """Each service's settings; secrets only to the services that hold them."""
+    def service_env(self, spec: ServiceSpec, port: int | None = None) -> dict[str, str]:
+        """Each service's settings (``port``: a replica's); secrets only to the services that
+        hold them."""
         secrets = DevSecrets.load_or_create(self.state_dir / "secrets.json")
         env = {k: v for k, v in os.environ.items() if not k.startswith("PARAPHE_")}
         env.update(
             PARAPHE_HOST=LOCALHOST,
-            PARAPHE_PORT=str(self.ports.services[spec.name]),
+            PARAPHE_PORT=str(port or self.ports.services[spec.name]),
             PARAPHE_DATABASE_URL=self.database_url,
             PARAPHE_REDIS_URL=self.redis.url,
             PARAPHE_NATS_URL=self.nats.url,
@@ -291,12 +306,14 @@ class Stack:
     def start_services(self) -> None:
         log_dir = self.state_dir / "logs"
         for spec in SERVICES:
-            port = self.ports.services[spec.name]
-            process = ServiceProcess(spec, port, self.service_env(spec), log_dir)
-            self.services[spec.name] = process
-            self.say(f"starting {spec.name}")
-            process.start(wait=False)
-            self._started.append(process)
+            for replica, port in enumerate(self.replica_ports[spec.name], start=1):
+                name = spec.name if replica == 1 else f"{spec.name}-{replica}"
+                env = self.service_env(spec, port)
+                process = ServiceProcess(spec, port, env, log_dir, name)
+                self.services[name] = process
+                self.say(f"starting {name}")
+                process.start(wait=False)
+                self._started.append(process)
         for process in self.services.values():
             process.wait_ready()
 
@@ -304,7 +321,7 @@ class Stack:
         if self.binaries.nginx is None:
             raise ServerFailed("nginx is required for the proxy")
         prefix = self.state_dir / "nginx"
-        config = nginx_config(prefix, self.ports.proxy, self.ports.services)
+        config = nginx_config(prefix, self.ports.proxy, self.replica_ports)
         self.proxy = NginxProxy(self.binaries.nginx, prefix, self.ports.proxy, config)
         self.proxy.prepare()
         for temp in (prefix / "temp").iterdir():
@@ -341,13 +358,22 @@ class Stack:
 
 
 @contextlib.contextmanager
-def temporary_stack(binaries: Binaries, *, access_log: bool = True) -> Iterator[Stack]:
+def temporary_stack(
+    binaries: Binaries, *, access_log: bool = True, intake_replicas: int = 1
+) -> Iterator[Stack]:
     """A whole stack on free ports under a directory of its own, removed afterwards (tests,
     benchmarks)."""
     # Not under pytest's tmp_path: PostgreSQL runs as its own account and must reach its data.
     state_dir = Path(tempfile.mkdtemp(prefix="paraphe-test-stack-"))
     state_dir.chmod(0o755)
-    stack = Stack(state_dir, StackPorts.free(), binaries, durable=False, access_log=access_log)
+    stack = Stack(
+        state_dir,
+        StackPorts.free(),
+        binaries,
+        durable=False,
+        access_log=access_log,
+        intake_replicas=intake_replicas,
+    )
     try:
         stack.start()
         yield stack
