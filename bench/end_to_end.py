@@ -16,7 +16,8 @@ the counter's batches, Redis, the count cache).
 Run with ``make bench`` (or ``python bench/end_to_end.py``); prints a table and writes
 ``bench/results/end_to_end.json``. Knobs: PARAPHE_BENCH_E2E_RATE (3000),
 PARAPHE_BENCH_E2E_SECONDS (120), PARAPHE_BENCH_E2E_LATENCY_RATE (2000),
-PARAPHE_BENCH_E2E_LATENCY_SECONDS (60).
+PARAPHE_BENCH_E2E_LATENCY_SECONDS (60), PARAPHE_BENCH_E2E_INTAKES (intake processes behind the
+proxy, as production's replicas: 1).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ RATE = int(os.environ.get("PARAPHE_BENCH_E2E_RATE", "3000"))
 SECONDS = int(os.environ.get("PARAPHE_BENCH_E2E_SECONDS", "120"))
 LATENCY_RATE = int(os.environ.get("PARAPHE_BENCH_E2E_LATENCY_RATE", "2000"))
 LATENCY_SECONDS = int(os.environ.get("PARAPHE_BENCH_E2E_LATENCY_SECONDS", "60"))
+INTAKES = int(os.environ.get("PARAPHE_BENCH_E2E_INTAKES", "1"))
 # wrk holds the offered rate with a schedule (bench/sign.lua), over enough connections for
 # answers up to this long to leave the rate whole.
 IN_FLIGHT_SECONDS = 0.05
@@ -310,10 +312,12 @@ async def run(stack: Stack) -> dict[str, Any]:
 
 def main() -> None:
     ensure_programs("wrk")
-    with temporary_stack(ensure_binaries(with_proxy=True), access_log=False) as stack:
+    binaries = ensure_binaries(with_proxy=True)
+    with temporary_stack(binaries, access_log=False, intake_replicas=INTAKES) as stack:
         results = asyncio.run(run(stack))
     machine = f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
-    print(f"End to end through the proxy — {machine}, the whole stack on this machine")
+    intakes = f"{INTAKES} intake process{'es' if INTAKES > 1 else ''}"
+    print(f"End to end through the proxy — {machine}, the whole stack on this machine, {intakes}")
     print(
         f"  {'phase':<11}{'offered/s':>10}{'202/s':>8}{'counted':>10}{'exact':>7}"
         f"{'p50 ms':>8}{'p99 ms':>8}{'fresh p50':>10}{'fresh p99':>10}{'slowest 10s/s':>14}"
@@ -340,7 +344,7 @@ def main() -> None:
     )
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "end_to_end.json").write_text(
-        json.dumps({"machine": machine, **results}, indent=2)
+        json.dumps({"machine": machine, "intake_processes": INTAKES, **results}, indent=2)
     )
 
 
