@@ -17,7 +17,7 @@ from paraphe_common.petition_states import PetitionState, publish_state
 from paraphe_common.streams import petitions_bucket
 from paraphe_common.tokens import SIGNER
 from paraphe_devstack.binaries import Binaries
-from paraphe_devstack.checks import public_count
+from paraphe_devstack.checks import mid_run, public_count, until_ok
 from paraphe_devstack.keys import DevSecrets
 from paraphe_devstack.stack import Stack, temporary_stack
 from paraphe_signature_intake.signatures import dedupe_key
@@ -62,22 +62,14 @@ async def new_open_petition(stack: Stack) -> str:
     return petition
 
 
-async def known_to_intake(stack: Stack, petition: str, within: float = 30.0) -> None:
+async def known_to_intake(stack: Stack, petition: str) -> None:
     """Until every intake process's view has the petition: it follows the bucket, and after
     a NATS restart it reads it afresh only once it has reconnected (a few seconds)."""
     token = next(iter(signer_tokens(stack, 1, "view-probe-").values()))
-    deadline = time.monotonic() + within
-    replicas = [p for name, p in stack.services.items() if name.startswith("signature-intake")]
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
-        for replica in replicas:
-            url = f"http://127.0.0.1:{replica.port}/api/petitions/{petition}/signatures/me"
-            while True:
-                async with session.get(url) as answer:
-                    if answer.status == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{replica.name} never learnt of petition {petition}")
-                await asyncio.sleep(0.05)
+    for name, process in stack.services.items():
+        if name.startswith("signature-intake"):
+            url = f"http://127.0.0.1:{process.port}/api/petitions/{petition}/signatures/me"
+            await until_ok(url, {"Authorization": f"Bearer {token}"})
 
 
 def signer_tokens(stack: Stack, count: int, prefix: str) -> dict[str, str]:
@@ -112,7 +104,7 @@ async def campaign(
     *,
     repeats: int = 1,
     concurrency: int = 64,
-    chaos: Callable[[], Awaitable[None]] | None = None,
+    chaos: Callable[[list[int]], Awaitable[None]] | None = None,
     through_proxy: bool = False,
 ) -> list[int]:
     port = stack.ports.proxy if through_proxy else stack.ports.services["signature-intake"]
@@ -134,7 +126,7 @@ async def campaign(
 
         workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
         if chaos is not None:
-            await chaos()
+            await chaos(statuses)
         await asyncio.gather(*workers)
     return statuses
 
@@ -187,10 +179,12 @@ async def test_ten_thousand_signers_and_as_many_repeats_are_counted_exactly(
 
 
 def restart(
-    stack: Stack, service: str, after: float, down_for: float
-) -> Callable[[], Awaitable[None]]:
-    async def chaos() -> None:
-        await asyncio.sleep(after)
+    stack: Stack, service: str, total: int, down_for: float = 1.0
+) -> Callable[[list[int]], Awaitable[None]]:
+    """kill -9 of ``service`` once a fifth of the campaign's ``total`` answers are in."""
+
+    async def chaos(answers: list[int]) -> None:
+        await mid_run(answers, total // 5, total)
         process = stack.services[service]
         process.kill()  # kill -9: no shutdown, no drain, whatever was in flight is cut
         await asyncio.sleep(down_for)
@@ -204,7 +198,7 @@ async def test_a_killed_service_loses_and_doubles_nothing(chaos_stack: Stack, se
     petition = await new_open_petition(chaos_stack)
     tokens = signer_tokens(chaos_stack, 3_000, f"kill-{service}-")
     statuses = await campaign(
-        chaos_stack, petition, tokens, chaos=restart(chaos_stack, service, 0.5, 1.0)
+        chaos_stack, petition, tokens, chaos=restart(chaos_stack, service, len(tokens))
     )
     assert set(statuses) <= {200, 202}
     await assert_each_counted_once(chaos_stack, petition, list(tokens))
@@ -216,8 +210,8 @@ async def test_a_redis_flush_mid_run_loses_and_doubles_nothing(
     petition = await new_open_petition(chaos_stack)
     tokens = signer_tokens(chaos_stack, 3_000, "flush-")
 
-    async def flush() -> None:
-        await asyncio.sleep(0.5)
+    async def flush(answers: list[int]) -> None:
+        await mid_run(answers, len(tokens) // 2, 2 * len(tokens))
         await redis_client.flushall()
 
     statuses = await campaign(chaos_stack, petition, tokens, repeats=2, chaos=flush)
@@ -229,8 +223,8 @@ async def test_a_nats_restart_mid_run_loses_and_doubles_nothing(chaos_stack: Sta
     petition = await new_open_petition(chaos_stack)
     tokens = signer_tokens(chaos_stack, 3_000, "nats-")
 
-    async def restart_nats() -> None:
-        await asyncio.sleep(0.5)
+    async def restart_nats(answers: list[int]) -> None:
+        await mid_run(answers, len(tokens) // 5, len(tokens))
         await asyncio.to_thread(chaos_stack.nats.stop)
         await asyncio.sleep(1.0)
         await asyncio.to_thread(chaos_stack.nats.start)
@@ -320,7 +314,7 @@ async def test_a_killed_intake_replica_leaves_the_signers_to_the_other(
         petition,
         tokens,
         through_proxy=True,
-        chaos=restart(replicated_stack, "signature-intake-2", 0.5, 1.0),
+        chaos=restart(replicated_stack, "signature-intake-2", len(tokens)),
     )
     assert set(statuses) <= {200, 202}
     await assert_each_counted_once(replicated_stack, petition, list(tokens))
