@@ -1,4 +1,5 @@
-"""A service built like the real ones, with one slow route, to watch a graceful shutdown.
+"""A service built like the real ones, with one slow route, to watch a graceful shutdown, and
+a fast route (answered before routing) to watch what its answers get.
 
 Run as a program by test_runner.py: ``python slow_service.py``.
 """
@@ -7,7 +8,7 @@ import asyncio
 
 from aiohttp import web
 
-from paraphe_common.app import create_service_app
+from paraphe_common.app import FAST_ROUTE, FastRoute, create_service_app
 from paraphe_common.runner import main
 from paraphe_common.settings import ServiceSettings
 
@@ -17,9 +18,16 @@ async def slow(request: web.Request) -> web.Response:
     return web.json_response({"finished": True})
 
 
+def fast(request: web.BaseRequest) -> web.Response | None:
+    if request.path != "/fast":
+        return None
+    return web.Response(body=b'{"fast":true}', headers={"Content-Type": "application/json"})
+
+
 def create_app(settings: ServiceSettings) -> web.Application:
     app = create_service_app("slow-example", settings)
     app.router.add_get("/slow", slow)
+    app[FAST_ROUTE] = FastRoute("/fast", fast)
     return app
 
 

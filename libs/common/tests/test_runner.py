@@ -3,9 +3,11 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -68,6 +70,51 @@ def test_sigterm_lets_requests_in_flight_finish_then_exits_zero() -> None:
     logs = [json.loads(line) for line in stdout.decode().splitlines() if line]
     assert logs[-1]["message"] == "stopped"
     assert all(entry["service"] == "slow-example" for entry in logs)
+
+
+def test_a_fast_route_answers_with_the_request_id_headers_metrics_and_access_log() -> None:
+    port = free_port()
+    env = service_env(port=str(port), host="127.0.0.1", access_log="true")
+    with service_process([sys.executable, str(SLOW_SERVICE)], env) as process:
+        wait_for_port(port, process)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/fast", headers={"X-Request-Id": "fast-1"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert json.load(answer) == {"fast": True}
+            assert answer.headers["X-Request-Id"] == "fast-1"
+            assert answer.headers["X-Content-Type-Options"] == "nosniff"
+            assert answer.headers["Content-Security-Policy"].startswith("default-src 'none'")
+        # Declined: the ordinary way, and its 404 problem.
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/fast/not", timeout=30)
+        missing.value.close()
+        assert missing.value.code == 404
+        assert missing.value.headers["Content-Type"].startswith("application/problem+json")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as answer:
+            metrics = answer.read().decode()
+        assert 'http_server_requests_total{method="GET",route="/fast",status="200"} 1.0' in metrics
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        stdout, stderr = process.communicate()
+    assert stderr == b""
+    logs = [json.loads(line) for line in stdout.decode().splitlines() if line]
+    access = [entry for entry in logs if entry["message"] == "request"]
+    fast = next(entry for entry in access if entry["path"] == "/fast")
+    assert (fast["route"], fast["status"], fast["request_id"]) == ("/fast", 200, "fast-1")
+
+
+def test_a_port_already_taken_ends_with_one_line() -> None:
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        env = service_env(port=str(port), host="127.0.0.1")
+        done = subprocess.run(
+            [sys.executable, str(SLOW_SERVICE)], env=env, capture_output=True, text=True, timeout=60
+        )
+    assert done.returncode == 1
+    assert_one_clear_line(done, f"cannot listen on 127.0.0.1:{port}")
 
 
 def run_service(module: str, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:

@@ -26,6 +26,7 @@ from nats.js import JetStreamContext
 from pytest_aiohttp import AiohttpClient
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from paraphe_common.app import install_fast_route
 from paraphe_common.migrations import upgrade
 from paraphe_common.petition_states import PetitionState, publish_state
 from paraphe_common.streams import (
@@ -128,7 +129,11 @@ async def start_counter(
     """
 
     async def start(**overrides: Any) -> Client:
-        return await aiohttp_client(create_app(settings.model_copy(update=overrides)))
+        client = await aiohttp_client(create_app(settings.model_copy(update=overrides)))
+        # As the service runs it (paraphe_common.runner): fresh counts answered before routing.
+        assert isinstance(client.server.runner, web.AppRunner)
+        install_fast_route(client.server.runner)
+        return client
 
     return start
 

@@ -12,8 +12,10 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, make_mocked_request
 
+from paraphe_common.app import FAST_ROUTE
+from paraphe_counter.counts import COUNT_CACHE, Count
 from paraphe_counter.stream import LIVE_COUNTS
 from paraphe_devstack.servers import RedisServer
 
@@ -73,6 +75,75 @@ async def test_a_count_is_cacheable_for_a_second_and_carries_an_entity_tag(
         f"/api/petitions/{petition}/count", headers={"If-None-Match": '"2"'}
     )
     assert changed.status == 200
+
+
+def _sent(response: aiohttp.ClientResponse) -> dict[str, str]:
+    """An answer's headers but those that differ on every answer."""
+    return {
+        k.lower(): v
+        for k, v in response.headers.items()
+        if k.lower() not in {"date", "x-request-id"}
+    }
+
+
+async def test_a_fresh_count_is_answered_before_routing_as_the_handler_answers_it(
+    start_counter: Callable[..., Awaitable[Client]],
+    petition: str,
+    sign: Sign,
+    counted: Counted,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counter = await start_counter(count_refresh_interval=5.0)
+    await sign(petition)
+    await counted(petition, 1)
+    path = f"/api/petitions/{petition}/count"
+    fast = counter.app[FAST_ROUTE]
+    assert fast.answer(make_mocked_request("GET", path)) is None  # not read yet
+    ordinary = await counter.get(path, headers={"X-Request-Id": "ordinary-read"})
+    assert ordinary.status == 200
+
+    # Fresh now: from here the ordinary handler (which asks the cache) is not reached.
+    cache = counter.app[COUNT_CACHE]
+    asked: list[str] = []
+
+    async def count(petition_id: str) -> Count:
+        asked.append(petition_id)
+        raise AssertionError("a fresh count went the ordinary way")
+
+    monkeypatch.setattr(cache, "count", count)
+    answered = await counter.get(path, headers={"X-Request-Id": "fast-read"})
+    assert answered.status == 200
+    assert await answered.read() == await ordinary.read()
+    assert _sent(answered) == _sent(ordinary)  # security headers, caching, type, entity tag
+    assert answered.headers["X-Request-Id"] == "fast-read"
+    unchanged = await counter.get(path, headers={"If-None-Match": '"1"'})
+    assert unchanged.status == 304
+    assert unchanged.headers["ETag"] == '"1"'
+    assert "X-Request-Id" in unchanged.headers
+    assert asked == []
+    # The RED metrics see them under the route's template, as any other answer.
+    metrics = await (await counter.get("/metrics")).text()
+    route = 'method="GET",route="/api/petitions/{petition_id}/count"'
+    assert f'http_server_requests_total{{{route},status="200"}} 2.0' in metrics
+    assert f'http_server_requests_total{{{route},status="304"}} 1.0' in metrics
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix"),
+    [("HEAD", "/count"), ("POST", "/count"), ("GET", "/count/stream"), ("GET", "/count/")],
+)
+async def test_other_requests_near_a_fresh_count_go_the_ordinary_way(
+    start_counter: Callable[..., Awaitable[Client]], petition: str, method: str, suffix: str
+) -> None:
+    counter = await start_counter(count_refresh_interval=5.0)
+    assert (await counter.get(f"/api/petitions/{petition}/count")).status == 200
+    fast = counter.app[FAST_ROUTE]
+    assert fast.answer(make_mocked_request("GET", f"/api/petitions/{petition}/count")) is not None
+    assert fast.answer(make_mocked_request(method, f"/api/petitions/{petition}{suffix}")) is None
+    unknown = f"/api/petitions/{uuid.uuid4()}/count"
+    assert fast.answer(make_mocked_request("GET", unknown)) is None
+    nested = f"/api/petitions/x/{petition}/count"
+    assert fast.answer(make_mocked_request("GET", nested)) is None
 
 
 async def test_a_count_flushed_from_redis_is_read_from_postgresql_and_written_back(

@@ -15,6 +15,8 @@ from aiohttp.abc import AbstractAccessLogger
 from pythonjsonlogger.json import JsonFormatter
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("paraphe_request_id", default=None)
+# The route of an answer given before routing (paraphe_common.app.FastRoute): no match info.
+ANSWERED_ROUTE = web.ResponseKey("answered_route", str)
 
 
 class _RequestIdFilter(logging.Filter):
@@ -47,13 +49,16 @@ class AccessLogger(AbstractAccessLogger):
     """One structured line per request (aiohttp calls it once the response is sent)."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        resource = request.match_info.route.resource if isinstance(request, web.Request) else None
+        route = response.get(ANSWERED_ROUTE)
+        if route is None and isinstance(request, web.Request):
+            resource = request.match_info.route.resource
+            route = resource.canonical if resource is not None else None
         self.logger.info(
             "request",
             extra={
                 "request_id": REQUEST_ID.get(),
                 "method": request.method,
-                "route": resource.canonical if resource is not None else None,
+                "route": route,
                 "path": request.path,
                 "status": response.status,
                 "duration_ms": round(time * 1000, 3),

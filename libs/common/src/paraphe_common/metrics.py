@@ -128,7 +128,7 @@ def route_of(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
-def method_of(request: web.Request) -> str:
+def method_of(request: web.BaseRequest) -> str:
     return request.method if request.method in _KNOWN_METHODS else "OTHER"
 
 

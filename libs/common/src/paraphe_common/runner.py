@@ -9,6 +9,8 @@ shutdown timeout), then the cleanup contexts close in reverse order: NATS drains
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import gc
 import logging
 import sys
@@ -19,6 +21,7 @@ from typing import Any, NoReturn, TypeVar
 import uvloop
 from aiohttp import web
 
+from paraphe_common.app import install_fast_route
 from paraphe_common.logs import AccessLogger, configure_logging
 from paraphe_common.resources import DependencyUnavailable
 from paraphe_common.settings import (
@@ -40,6 +43,8 @@ def refuse(service: str, reason: str, code: int) -> NoReturn:
 
 
 def serve(service: str, settings: ServiceSettings, app: web.Application) -> None:
+    """Serve until SIGTERM or SIGINT, as ``web.run_app`` does, with the application's fast
+    route (paraphe_common.app.FastRoute) in front of it."""
     configure_logging(service, settings.log_level)
 
     async def started(app: web.Application) -> None:
@@ -47,25 +52,52 @@ def serve(service: str, settings: ServiceSettings, app: web.Application) -> None
         # kept out of the collector's sight, each full collection walks only what came after.
         gc.collect()
         gc.freeze()
-        log.info("serving on %s:%d", settings.host, settings.port)
 
     app.on_startup.append(started)
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    main = loop.create_task(_serve(settings, app))
     try:
-        web.run_app(
-            app,
-            host=settings.host,
-            port=settings.port,
-            shutdown_timeout=settings.shutdown_timeout,
-            access_log_class=AccessLogger,
-            access_log=logging.getLogger("paraphe.access") if settings.access_log else None,
-            print=None,
-            loop=uvloop.new_event_loop(),
-        )
+        loop.run_until_complete(main)
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass  # SIGTERM or SIGINT: stop
     except DependencyUnavailable as exc:
         refuse(service, f"cannot start: {exc}", 1)
     except OSError as exc:
         refuse(service, f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}", 1)
+    finally:
+        try:
+            if not main.done():  # the graceful stop: _serve's cleanup runs on cancellation
+                main.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    loop.run_until_complete(main)
+        finally:
+            rest = asyncio.all_tasks(loop)
+            for task in rest:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*rest, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+            asyncio.set_event_loop(None)
     log.info("stopped")
+
+
+async def _serve(settings: ServiceSettings, app: web.Application) -> None:
+    runner = web.AppRunner(
+        app,
+        handle_signals=True,
+        shutdown_timeout=settings.shutdown_timeout,
+        access_log_class=AccessLogger,
+        access_log=logging.getLogger("paraphe.access") if settings.access_log else None,
+    )
+    await runner.setup()  # the application's start: its resources open here
+    try:
+        install_fast_route(runner)
+        await web.TCPSite(runner, settings.host, settings.port).start()
+        log.info("serving on %s:%d", settings.host, settings.port)
+        await asyncio.Future()  # until the signal's GracefulExit cancels us
+    finally:
+        await runner.cleanup()  # in-flight requests finish, then the resources close
 
 
 def main(

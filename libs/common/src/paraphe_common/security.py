@@ -152,7 +152,11 @@ def client_network_of(address: Address, *, v4_prefix: int = 32, v6_prefix: int =
 
 def forwarded_scheme(request: web.Request) -> str:
     """http or https as the browser used it: a trusted proxy's X-Forwarded-Proto, else ours."""
-    network = request.app.get(CLIENT_NETWORK)
+    return scheme_through(request, request.app.get(CLIENT_NETWORK))
+
+
+def scheme_through(request: web.BaseRequest, network: ClientNetwork | None) -> str:
+    """``forwarded_scheme`` for a request not routed yet (it has no application)."""
     if network is not None and network.peer_is_proxy(request.remote):
         proto = request.headers.get("X-Forwarded-Proto", "").split(",")[-1].strip().lower()
         if proto in {"http", "https"}:
@@ -203,7 +207,7 @@ _PERSONAL_TYPES: Final = ("text/html", "application/json", "application/problem+
 
 
 def secure_response(
-    request: web.Request, response: web.StreamResponse, network: ClientNetwork
+    request: web.BaseRequest, response: web.StreamResponse, network: ClientNetwork
 ) -> None:
     """Add the security headers to an answer about to leave, keeping any a handler set.
 
@@ -222,7 +226,7 @@ def secure_response(
     else:
         headers.extend(ours)
     if network.public_https or (
-        "X-Forwarded-Proto" in request.headers and forwarded_scheme(request) == "https"
+        "X-Forwarded-Proto" in request.headers and scheme_through(request, network) == "https"
     ):
         headers.setdefault("Strict-Transport-Security", HSTS)
     if (

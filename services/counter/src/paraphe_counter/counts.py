@@ -20,6 +20,7 @@ from typing import Final
 
 import asyncpg
 from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
 from redis.exceptions import RedisError
 
 from paraphe_common.resources import POSTGRES, REDIS, CleanupContext
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 _POSTGRES_TIMEOUT: Final = 1.0
 _REDIS_ERRORS: Final = (RedisError, OSError, TimeoutError)
 _POSTGRES_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# A CDN in front serves each count for a second to everyone polling it.
+COUNT_CACHE_CONTROL: Final = "public, max-age=1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +46,18 @@ class Count:
     signatures: int
     body: bytes
     etag: str
+    headers: CIMultiDictProxy[str]  # of the answer: type, caching, entity tag
 
     @classmethod
     def of(cls, petition_id: str, signatures: int) -> Count:
         body = json.dumps(
             {"petition_id": petition_id, "signatures": signatures}, separators=(",", ":")
         ).encode()
-        return cls(petition_id, signatures, body, f'"{signatures}"')
+        etag = f'"{signatures}"'
+        headers = CIMultiDict(
+            {"Content-Type": "application/json", "Cache-Control": COUNT_CACHE_CONTROL, "ETag": etag}
+        )
+        return cls(petition_id, signatures, body, etag, CIMultiDictProxy(headers))
 
 
 class CountUnavailable(Exception):
@@ -72,11 +80,19 @@ class CountCache:
         # Said once when Redis stops answering and once when it is back, not at every read.
         self._redis_answers = True
 
-    async def count(self, petition_id: str) -> Count:
-        """The petition's count, at most one refresh interval old."""
+    def fresh(self, petition_id: str) -> Count | None:
+        """The petition's count if read within the refresh interval, without waiting."""
         cached = self._cached.get(petition_id)
         if cached is not None and time.monotonic() < cached.fresh_until:
             return cached.count
+        return None
+
+    async def count(self, petition_id: str) -> Count:
+        """The petition's count, at most one refresh interval old."""
+        fresh = self.fresh(petition_id)
+        if fresh is not None:
+            return fresh
+        cached = self._cached.get(petition_id)
         refresh = self._refreshes.get(petition_id)
         if refresh is None:
             refresh = asyncio.create_task(self._refresh(petition_id, cached))
