@@ -229,7 +229,7 @@ class Stack:
                 (STAFF_CLIENT_ID, secrets.staff_client_secret),
             )
         ]
-        if spec.name in {"auth-gateway", "signature-intake"}:
+        if spec.name in {"auth-gateway", INTAKE}:
             env.update(
                 PARAPHE_SIGNER_TOKEN_KEYS=secrets.signer_key.secret_jwks,
                 PARAPHE_SIGNER_TOKEN_KEY_ID=secrets.signer_key.kid,
@@ -252,7 +252,7 @@ class Stack:
             # The sign form of a page seen without JavaScript is forwarded to intake. Deadlines
             # are looked at every 2 s (30 s by default): locally a petition closes on time.
             env.update(
-                PARAPHE_INTAKE_URL=f"http://{LOCALHOST}:{self.ports.services['signature-intake']}",
+                PARAPHE_INTAKE_URL=f"http://{LOCALHOST}:{self.ports.services[INTAKE]}",
                 PARAPHE_DEADLINE_CHECK_INTERVAL="2",
             )
         if spec.name == "moderation":
