@@ -19,6 +19,8 @@ async def slow(request: web.Request) -> web.Response:
 
 
 def fast(request: web.BaseRequest) -> web.Response | None:
+    if request.path == "/fast/broken":
+        raise RuntimeError("a bug in the fast route")
     if request.path != "/fast":
         return None
     return web.Response(body=b'{"fast":true}', headers={"Content-Type": "application/json"})

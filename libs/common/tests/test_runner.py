@@ -85,12 +85,13 @@ def test_a_fast_route_answers_with_the_request_id_headers_metrics_and_access_log
             assert answer.headers["X-Request-Id"] == "fast-1"
             assert answer.headers["X-Content-Type-Options"] == "nosniff"
             assert answer.headers["Content-Security-Policy"].startswith("default-src 'none'")
-        # Declined: the ordinary way, and its 404 problem.
-        with pytest.raises(urllib.error.HTTPError) as missing:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/fast/not", timeout=30)
-        missing.value.close()
-        assert missing.value.code == 404
-        assert missing.value.headers["Content-Type"].startswith("application/problem+json")
+        # Declined, or failed (a bug): the ordinary way, and its 404 problem.
+        for path in ("/fast/not", "/fast/broken"):
+            with pytest.raises(urllib.error.HTTPError) as missing:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30)
+            missing.value.close()
+            assert missing.value.code == 404
+            assert missing.value.headers["Content-Type"].startswith("application/problem+json")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as answer:
             metrics = answer.read().decode()
         assert 'http_server_requests_total{method="GET",route="/fast",status="200"} 1.0' in metrics
@@ -102,6 +103,9 @@ def test_a_fast_route_answers_with_the_request_id_headers_metrics_and_access_log
     access = [entry for entry in logs if entry["message"] == "request"]
     fast = next(entry for entry in access if entry["path"] == "/fast")
     assert (fast["route"], fast["status"], fast["request_id"]) == ("/fast", 200, "fast-1")
+    failed = [entry for entry in logs if entry["message"].startswith("the fast route /fast failed")]
+    assert len(failed) == 1
+    assert "RuntimeError: a bug in the fast route" in failed[0]["exc_info"]
 
 
 def test_a_port_already_taken_ends_with_one_line() -> None:
