@@ -92,9 +92,30 @@ def test_a_fast_route_answers_with_the_request_id_headers_metrics_and_access_log
             missing.value.close()
             assert missing.value.code == 404
             assert missing.value.headers["Content-Type"].startswith("application/problem+json")
+        # Answered after I/O: the answer, a problem it raised, a bug (a 500 problem, logged).
+        later = f"http://127.0.0.1:{port}/fast/later"
+        with urllib.request.urlopen(f"{later}/answered", timeout=30) as answer:
+            assert json.load(answer) == {"later": True}
+            assert answer.headers["X-Content-Type-Options"] == "nosniff"
+        for outcome, status in (("refused", 429), ("crash", 500)):
+            request = urllib.request.Request(
+                f"{later}/{outcome}", headers={"X-Request-Id": f"later-{outcome}"}
+            )
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=30)
+            refused.value.close()
+            assert refused.value.code == status
+            assert refused.value.headers["Content-Type"].startswith("application/problem+json")
+            assert refused.value.headers["X-Request-Id"] == f"later-{outcome}"
+            assert refused.value.headers["X-Content-Type-Options"] == "nosniff"
+            assert refused.value.headers.get("Retry-After") == ("7" if status == 429 else None)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as answer:
             metrics = answer.read().decode()
-        assert 'http_server_requests_total{method="GET",route="/fast",status="200"} 1.0' in metrics
+        assert 'http_server_requests_total{method="GET",route="/fast",status="200"} 2.0' in metrics
+        assert 'http_server_requests_total{method="GET",route="/fast",status="429"} 1.0' in metrics
+        assert 'http_server_requests_total{method="GET",route="/fast",status="500"} 1.0' in metrics
+        # In flight: the metrics request itself, and none of the answers that came back.
+        assert "http_server_requests_in_flight 1.0" in metrics
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
         stdout, stderr = process.communicate()
@@ -106,6 +127,11 @@ def test_a_fast_route_answers_with_the_request_id_headers_metrics_and_access_log
     failed = [entry for entry in logs if entry["message"].startswith("the fast route /fast failed")]
     assert len(failed) == 1
     assert "RuntimeError: a bug in the fast route" in failed[0]["exc_info"]
+    waited = {e["message"]: e["request_id"] for e in logs if e["message"].startswith("answering")}
+    assert waited["answering later: refused"] == "later-refused"
+    crashed = next(entry for entry in logs if entry["message"].startswith("unhandled error"))
+    assert crashed["request_id"] == "later-crash"
+    assert "RuntimeError: a bug while answering later" in crashed["exc_info"]
 
 
 def test_a_port_already_taken_ends_with_one_line() -> None:

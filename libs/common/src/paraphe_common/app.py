@@ -26,7 +26,7 @@ from paraphe_common.metrics import (
     new_registry,
     route_of,
 )
-from paraphe_common.problems import problem_for
+from paraphe_common.problems import Problem, problem_for, unexpected_problem
 from paraphe_common.resources import CleanupContext
 from paraphe_common.security import (
     CLIENT_NETWORK,
@@ -114,19 +114,25 @@ def service_middleware(metrics: HttpMetrics, network: ClientNetwork) -> Middlewa
 
 @dataclass(frozen=True, slots=True)
 class FastRoute:
-    """A service's busiest read, answered before aiohttp's router and middleware chain.
+    """A service's busiest route, answered before aiohttp's router and middleware chain.
 
-    Everyone watching a petition polls its count. aiohttp takes every request through its
-    router, its middleware chain (with a frame of its own) and then the service middleware:
-    ~16 µs a request on top of HTTP's own ~25 (docs/performance.md). ``answer`` sees each
-    request first and returns the complete answer for the common case, or None: then the
-    request goes the ordinary way, where every error, refresh and problem is dealt with. An
-    answer it gives gets what the service middleware gives: the request id, the security
-    headers and the RED metrics, under ``route`` (the ordinary route's template).
+    Everyone watching a petition polls its count, and a surge of signers posts signatures.
+    aiohttp takes every request through its router, its middleware chain (with a frame of its
+    own) and then the service middleware: ~16 µs a request on top of HTTP's own ~25
+    (docs/performance.md). ``answer`` sees each request first and decides at once: None, and
+    the request goes the ordinary way, where every error, refresh and problem is dealt with;
+    else the complete answer, or an awaitable of it when answering needs I/O. An awaitable may
+    raise a :class:`Problem`, answered as its problem document (the route is an API's: never
+    a page). Its answers get what the service middleware gives: the request id (on the log
+    lines written while awaiting, too), the security headers and the RED metrics, under
+    ``route`` (the ordinary route's template).
+
+    The decision must take no step the ordinary way would take again (a request counted by a
+    limit, then declined, would be counted twice).
     """
 
     route: str
-    answer: Callable[[web.BaseRequest], web.Response | None]
+    answer: Callable[[web.BaseRequest], web.Response | Awaitable[web.Response] | None]
 
 
 FAST_ROUTE = web.AppKey("fast_route", FastRoute)
@@ -143,19 +149,35 @@ def fast_route_first(
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
         started = time.perf_counter()
         try:
-            response = answer(request)
+            decided = answer(request)
         except Exception:  # a bug of the fast route: the ordinary way answers instead
             log.exception("the fast route %s failed; the request goes the ordinary way", route)
-            response = None
-        if response is None:
+            decided = None
+        if decided is None:
             return await ordinary(request)
         request_id = _request_id(request)
-        REQUEST_ID.set(request_id)  # for the access log line, as the middleware does
-        response.headers[REQUEST_ID_HEADER] = request_id
-        secure_response(request, response, network)
-        response[ANSWERED_ROUTE] = route
-        metrics.observe(route, method_of(request), response.status, time.perf_counter() - started)
-        return response
+        REQUEST_ID.set(request_id)  # for the access log line (and the awaited part's logs)
+        status = 500
+        try:
+            if isinstance(decided, web.Response):
+                response = decided
+            else:
+                metrics.in_flight += 1
+                try:
+                    response = await decided
+                except Problem as exc:
+                    response = exc.response()
+                except Exception as exc:  # noqa: BLE001 - as the service middleware does
+                    response = unexpected_problem(request, exc).response()
+                finally:
+                    metrics.in_flight -= 1
+            status = response.status
+            response.headers[REQUEST_ID_HEADER] = request_id
+            secure_response(request, response, network)
+            response[ANSWERED_ROUTE] = route
+            return response
+        finally:
+            metrics.observe(route, method_of(request), status, time.perf_counter() - started)
 
     return handle
 

@@ -159,10 +159,15 @@ def problem_for(request: web.Request, exc: BaseException) -> web.StreamResponse:
             raise exc
         headers = {k: v for k, v in exc.headers.items() if k.lower() not in _BODY_HEADERS}
         return Problem(exc.status, headers=headers).response(request)
+    return unexpected_problem(request, exc).response(request)
+
+
+def unexpected_problem(request: web.BaseRequest, exc: BaseException) -> Problem:
+    """The 500 problem for an exception nobody expected, logged with its traceback."""
     log.error("unhandled error while serving %s %s", request.method, request.path, exc_info=exc)
     return Problem(
         500,
         "Une erreur inattendue est survenue ; elle a été journalisée avec l'identifiant "
         "de la requête.",
         request_id=REQUEST_ID.get(),
-    ).response(request)
+    )
