@@ -4,7 +4,7 @@ trusted proxies, security headers, CSRF on cookie-authenticated changes, per-cli
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from ipaddress import ip_network
+from ipaddress import ip_address, ip_network
 
 import pytest
 import redis.asyncio as aioredis
@@ -20,11 +20,13 @@ from paraphe_common.security import (
     DEPOSIT,
     PAGE_POLICY,
     ClientLimit,
+    ClientNetwork,
     client_address,
     forwarded_for,
     limit_per_client,
 )
 from paraphe_common.settings import RedisSettings, ServiceSettings
+from paraphe_common.velocity import range_of
 from paraphe_devstack.servers import RedisServer
 
 Client = TestClient[web.Request, web.Application]
@@ -81,6 +83,23 @@ async def client_seen(client: Client, forwarded: str | None) -> str:
     headers = {"X-Forwarded-For": forwarded} if forwarded is not None else {}
     answer = await client.get("/api/whoami", headers=headers)
     return str((await answer.json())["client"])
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["10.1.2.3", "10.255.255.255", "11.0.0.1", "127.0.0.1", "192.168.0.1", "0.0.0.0",
+     "fd00::1", "fd12:3456::", "fe80::1", "::1", "::ffff:10.1.2.3", "2001:db8::1"],
+)  # fmt: skip
+def test_proxy_ranges_and_signing_ranges_are_what_ipaddress_says(address: str) -> None:
+    # Computed with integers and text (per signature, for more clients than a cache holds):
+    # the same answers as the ipaddress module's networks.
+    ranges = [ip_network(net) for net in ("10.0.0.0/8", "127.0.0.1/32", "fd00::/8", "::1/128")]
+    network = ClientNetwork(tuple(ranges))
+    parsed = ip_address(address)
+    assert network.is_proxy(parsed) == any(parsed in net for net in ranges)
+    prefix = 24 if parsed.version == 4 else 48
+    assert range_of(parsed) == str(ip_network(f"{parsed}/{prefix}", strict=False))
+    assert range_of(None) == "other"
 
 
 async def test_the_client_is_the_last_address_no_trusted_proxy_wrote(client: Client) -> None:

@@ -13,7 +13,12 @@ from pytest_aiohttp import AiohttpClient
 
 from paraphe_common.app import create_service_app
 from paraphe_common.settings import ServiceSettings
-from paraphe_common.velocity import SIGNING_VELOCITY, SigningVelocity, guard_signing
+from paraphe_common.velocity import (
+    SIGNING_GUARD,
+    SIGNING_VELOCITY,
+    SigningGuard,
+    SigningVelocity,
+)
 
 Client = TestClient[web.Request, web.Application]
 
@@ -91,15 +96,20 @@ def test_metrics_are_labelled_by_rank_only() -> None:
 
 
 async def sign(request: web.Request) -> web.Response:
+    """As intake's handler uses the guard: admitted first, each 202 recorded."""
+    guard = request.app[SIGNING_GUARD]
+    await guard.admit(request)
     if request.query.get("repeat"):
         return web.json_response({"status": "already-signed"}, status=200)
+    guard.accepted(request, request.match_info["petition_id"])
     return web.json_response({"status": "accepted"}, status=202)
 
 
 @pytest.fixture
 async def intake_like(aiohttp_client: AiohttpClient) -> Client:
     app = create_service_app("example", ServiceSettings(client_limits={"signing": 2}))
-    app.router.add_post("/api/petitions/{petition_id}/signatures", guard_signing(app, sign))
+    app[SIGNING_GUARD] = SigningGuard(app)
+    app.router.add_post("/api/petitions/{petition_id}/signatures", sign)
     return await aiohttp_client(app)
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import nats
 import pytest
@@ -13,6 +14,7 @@ from aiohttp.test_utils import TestClient
 from nats.js import JetStreamContext
 from pytest_aiohttp import AiohttpClient
 
+from paraphe_common.app import install_fast_route
 from paraphe_common.petition_states import PetitionState, publish_state
 from paraphe_common.streams import SIGNATURES, petitions_bucket
 from paraphe_common.tokens import SIGNER, TokenIssuer
@@ -59,15 +61,19 @@ async def jetstream(nats_server: NatsServer) -> AsyncIterator[JetStreamContext]:
     await connection.close()
 
 
+StartIntake = Callable[..., Awaitable["IntakeUnderTest"]]
+
+
 @pytest.fixture
-async def intake(
+async def start_intake(
     redis_server: RedisServer,
     nats_server: NatsServer,
     signing_key: SigningKey,
     signer_key: SignerKey,
     jetstream: JetStreamContext,
     aiohttp_client: AiohttpClient,
-) -> IntakeUnderTest:
+) -> StartIntake:
+    """Start intake (settings may be overridden) on the test's petitions."""
     bucket = await petitions_bucket(jetstream)
     now = time.time()
     for name, state in {
@@ -78,16 +84,29 @@ async def intake(
         "submitted": PetitionState("submitted", None),
     }.items():
         await publish_state(bucket, PETITIONS[name], state)
-    settings = SignatureIntakeSettings(
-        redis_url=redis_server.url,
-        nats_url=nats_server.url,
-        token_verification_keys=signing_key.public_jwks,
-        signer_token_keys=signer_key.secret_jwks,
-        signer_token_key_id=signer_key.kid,
-        signer_attempts_per_minute=1000,
-    )
-    client = await aiohttp_client(create_app(settings))
-    return IntakeUnderTest(client, jetstream, signer_key.issuer())
+
+    async def start(**overrides: Any) -> IntakeUnderTest:
+        settings = SignatureIntakeSettings(
+            redis_url=redis_server.url,
+            nats_url=nats_server.url,
+            token_verification_keys=signing_key.public_jwks,
+            signer_token_keys=signer_key.secret_jwks,
+            signer_token_key_id=signer_key.kid,
+            signer_attempts_per_minute=1000,
+            **overrides,
+        )
+        client = await aiohttp_client(create_app(settings))
+        # As the service runs it (paraphe_common.runner): signatures taken before routing.
+        assert isinstance(client.server.runner, web.AppRunner)
+        install_fast_route(client.server.runner)
+        return IntakeUnderTest(client, jetstream, signer_key.issuer())
+
+    return start
+
+
+@pytest.fixture
+async def intake(start_intake: StartIntake) -> IntakeUnderTest:
+    return await start_intake()
 
 
 @pytest.fixture

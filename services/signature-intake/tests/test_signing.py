@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import signal
 from typing import TYPE_CHECKING
 
 import pytest
 import redis.asyncio as aioredis
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
+import paraphe_common.app
+from paraphe_common.app import FAST_ROUTE
 from paraphe_common.tokens import AUTHOR, TokenIssuer
+from paraphe_common.velocity import SIGNING_VELOCITY
 from paraphe_devstack.checks import assert_probes_answer
 from paraphe_devstack.keys import SigningKey, new_signer_key
 from paraphe_devstack.servers import NatsServer, RedisServer
 from paraphe_signature_intake.signatures import PENDING, dedupe_key, mark_key
 
 if TYPE_CHECKING:
-    from conftest import IntakeUnderTest
+    from conftest import IntakeUnderTest, StartIntake
 
 
 async def test_boots_and_answers_its_probes(intake: IntakeUnderTest, open_petition: str) -> None:
@@ -109,6 +115,74 @@ async def test_the_signer_cookie_works_like_the_bearer_token(
         headers={"Origin": f"http://{server.host}:{server.port}"},
     )
     assert response.status == 202
+
+
+async def test_a_signature_is_taken_before_routing_and_anything_else_goes_the_ordinary_way(
+    intake: IntakeUnderTest,
+    petitions: dict[str, str],
+    open_petition: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fast = intake.client.app[FAST_ROUTE]
+    url = f"/api/petitions/{open_petition}/signatures"
+    bearer = {"Authorization": f"Bearer {intake.signer_token('decided')}"}
+    taken = fast.answer(make_mocked_request("POST", url, headers=bearer))
+    assert inspect.iscoroutine(taken)
+    taken.close()  # decided, never sent: nothing was counted or published
+    host = f"{intake.client.server.host}:{intake.client.server.port}"
+    cookie = {"Cookie": f"paraphe_signer={intake.signer_token('decided')}", "Host": host}
+    for method, path, headers in (
+        ("GET", url, bearer),
+        ("POST", url, {}),  # no token: its 401 problem
+        ("POST", url, {"Authorization": "Bearer not-a-token"}),
+        ("POST", f"/api/petitions/{petitions['unknown']}/signatures", bearer),
+        ("POST", f"/api/petitions/{petitions['closed']}/signatures", bearer),
+        ("POST", f"{url}/me", bearer),
+        ("POST", url, {**cookie, "Origin": "https://elsewhere.example"}),  # its 403
+    ):
+        assert fast.answer(make_mocked_request(method, path, headers=headers)) is None, path
+    same_site = fast.answer(
+        make_mocked_request("POST", url, headers={**cookie, "Origin": f"http://{host}"})
+    )
+    assert inspect.iscoroutine(same_site)  # the browser's own fetch: taken
+    same_site.close()
+
+    # From here the ordinary way fails loudly (its middleware's first step): a signature does
+    # not go through it, a probe does.
+    def ordinary(request: web.Request) -> None:
+        raise AssertionError("went the ordinary way")
+
+    monkeypatch.setattr(paraphe_common.app, "refuse_cross_site", ordinary)
+    answered = await intake.client.post(url, headers={**bearer, "X-Request-Id": "fast-sign"})
+    assert answered.status == 202
+    assert await answered.json() == {"petition_id": open_petition, "status": "accepted"}
+    assert answered.headers["X-Request-Id"] == "fast-sign"
+    assert answered.headers["Cache-Control"] == "private, no-store"
+    assert answered.headers["X-Content-Type-Options"] == "nosniff"
+    assert (await intake.client.post(url, headers=bearer)).status == 200
+    assert (await intake.client.get("/healthz")).status == 500
+    assert await intake.stored_signatures() == 1
+
+
+async def test_signing_is_limited_per_client_behind_the_proxy_and_watched_for_velocity(
+    start_intake: StartIntake, open_petition: str
+) -> None:
+    intake = await start_intake(trusted_proxies="127.0.0.1/32", client_limits={"signing": 2})
+    crowd = [{"X-Forwarded-For": "203.0.113.7"}] * 3 + [{"X-Forwarded-For": "198.51.100.1"}]
+    answers = []
+    for n, forwarded in enumerate(crowd):
+        headers = {**forwarded, "Authorization": f"Bearer {intake.signer_token(f'client-{n}')}"}
+        answers.append(
+            await intake.client.post(f"/api/petitions/{open_petition}/signatures", headers=headers)
+        )
+    assert [answer.status for answer in answers] == [202, 202, 429, 202]
+    refused = answers[2]
+    assert refused.content_type == "application/problem+json"
+    assert (await refused.json())["type"] == "urn:paraphe:problem:rate-limited"
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert refused.headers["X-Request-Id"]
+    assert intake.client.app[SIGNING_VELOCITY].shares() == (3, [2 / 3, 1 / 3], [1.0])
+    assert await intake.stored_signatures() == 3
 
 
 async def test_too_many_attempts_by_one_signer_are_429_with_retry_after(

@@ -31,7 +31,7 @@ _SIGN_IN_REQUIRED: Final = {
 }
 
 
-def presented_token(request: web.Request, audience: str) -> str | None:
+def presented_token(request: web.BaseRequest, audience: str) -> str | None:
     authorization = request.headers.get("Authorization", "")
     scheme, _, credentials = authorization.partition(" ")
     if scheme.lower() == "bearer" and credentials:

@@ -18,7 +18,6 @@ operator then reads the range in the log line written once per window when a ran
 
 from __future__ import annotations
 
-import functools
 import heapq
 import logging
 import time
@@ -27,18 +26,20 @@ from collections.abc import Callable, Iterator
 from typing import Final
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from paraphe_common.metrics import METRICS
+from paraphe_common.resources import REDIS
 from paraphe_common.security import (
+    CLIENT_LIMITER,
+    CLIENT_NETWORK,
     SIGNING,
     Address,
-    check_client_limit,
-    client_address,
+    address_through,
     client_network_of,
+    refuse_over_limit,
 )
 
 log = logging.getLogger(__name__)
@@ -155,32 +156,37 @@ class SigningVelocity(Collector):
 SIGNING_VELOCITY: Final = web.AppKey("signing_velocity", SigningVelocity)
 
 
-def network_range(request: web.Request) -> str:
-    address = client_address(request)
+def range_of(address: Address | None) -> str:
+    """The range velocity is watched by: an IPv4 /24, an IPv6 /48."""
     if address is None:
         return OTHER
-    return _range_of(address)
-
-
-@functools.lru_cache(maxsize=4096)
-def _range_of(address: Address) -> str:
+    if address.version == 4:  # its /24 from the address's text: no network to build
+        return f"{str(address).rpartition('.')[0]}.0/24"
     return str(client_network_of(address, v4_prefix=24, v6_prefix=48))
 
 
-def guard_signing(app: web.Application, handler: Handler) -> Handler:
-    """The signing route: limited per client (SIGNING) and watched for velocity.
+class SigningGuard:
+    """The signing route's guard: limited per client (SIGNING) and watched for velocity.
 
-    Only accepted signatures (202) are counted: repeats and refusals say nothing of a crowd.
+    Built once per application; the signing handler calls ``admit`` before anything else and
+    ``accepted`` on each 202 (repeats and refusals say nothing of a crowd). Both take a
+    request that may not be routed yet: intake also signs before routing (its fast route).
     """
-    velocity = app[SIGNING_VELOCITY] = SigningVelocity(app[METRICS])
 
-    @functools.wraps(handler)
-    async def guarded(request: web.Request) -> web.StreamResponse:
-        # One frame for both (limit_per_client would add one): this is the hottest route.
-        await check_client_limit(request, SIGNING)
-        response = await handler(request)
-        if response.status == 202:
-            velocity.record(network_range(request), request.match_info.get("petition_id", ""))
-        return response
+    def __init__(self, app: web.Application) -> None:
+        self.velocity = app[SIGNING_VELOCITY] = SigningVelocity(app[METRICS])
+        self._app = app
+        self._limiter = app[CLIENT_LIMITER]
+        self._network = app[CLIENT_NETWORK]
 
-    return guarded
+    async def admit(self, request: web.BaseRequest) -> None:
+        """Raise a 429 problem with Retry-After when this client is over the signing limit."""
+        address = address_through(request, self._network)
+        # Redis is a resource, opened at start (the signing limit is counted in memory anyway).
+        await refuse_over_limit(self._limiter, SIGNING, address, self._app.get(REDIS))
+
+    def accepted(self, request: web.BaseRequest, petition_id: str) -> None:
+        self.velocity.record(range_of(address_through(request, self._network)), petition_id)
+
+
+SIGNING_GUARD: Final = web.AppKey("signing_guard", SigningGuard)
