@@ -1,9 +1,12 @@
 """Intake against the yardstick: signatures per second from one intake process, divided by
 requests per second from a bare aiohttp endpoint, both driven by wrk in the same run.
 
-Every request signs as a different person (a distinct, valid signer token), so nothing is
-served from a cache. Redis and NATS are real, started here on free ports. Run with
-``make bench``; prints a table and writes ``bench/results/intake.json``. A benchmark, not a test.
+Every request signs as a different person (a distinct, valid signer token) from one of a few
+thousand client addresses named in X-Forwarded-For, so nothing is served from a cache and the
+per-client limit is paid as in production. The same run measures the floor: intake's
+obligations alone on aiohttp's low-level server (bench/intake_floor.py). Redis and NATS are
+real, started here on free ports. Run with ``make bench``; prints a table and writes
+``bench/results/intake.json``. A benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -31,9 +34,10 @@ from paraphe_devstack.servers import NatsServer, RedisServer, free_port, port_an
 
 HERE = Path(__file__).parent
 PETITION = "0b6f0d7e-5f4c-4c59-9a43-2b1f6f3c2a11"
+FLOOR_PETITION = "5d1c6a3e-7b2f-4f0e-9c8d-3e4f5a6b7c8d"  # the floor's: nobody has signed it
 DURATION = os.environ.get("PARAPHE_BENCH_DURATION", "10s")
 CONNECTIONS = os.environ.get("PARAPHE_BENCH_CONNECTIONS", "64")
-TOKENS = int(os.environ.get("PARAPHE_BENCH_TOKENS_COUNT", "150000"))
+TOKENS = int(os.environ.get("PARAPHE_BENCH_TOKENS_COUNT", "250000"))  # more than a run signs
 # On two cores or more, the server measured (bare, then intake) gets core 0 to itself and wrk,
 # Redis and NATS share core 1: each server is measured on one whole core, the same for both,
 # and the other programs' load does not land on it. PARAPHE_BENCH_PIN=0 turns that off.
@@ -73,12 +77,14 @@ def wrk_get(url: str, duration: str = DURATION) -> float:
     return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
 
 
-def wrk(port: int, tokens: Path, duration: str = DURATION) -> dict[str, float]:
+def wrk(
+    port: int, tokens: Path, duration: str = DURATION, petition: str = PETITION
+) -> dict[str, float]:
     output = subprocess.run(
         [*CLIENT_CORE, "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration}", "-s",
          str(HERE / "sign.lua"),
          f"http://127.0.0.1:{port}"],
-        env=os.environ | {"PARAPHE_BENCH_TOKENS": str(tokens), "PARAPHE_BENCH_PETITION": PETITION},
+        env=os.environ | {"PARAPHE_BENCH_TOKENS": str(tokens), "PARAPHE_BENCH_PETITION": petition},
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     found = dict(re.findall(r"^(latency_p\d+_us) (\d+)$", output, re.MULTILINE))
@@ -95,7 +101,8 @@ def wrk(port: int, tokens: Path, duration: str = DURATION) -> dict[str, float]:
 async def open_petition(nats_url: str) -> None:
     connection = await nats.connect(nats_url)
     bucket = await petitions_bucket(connection.jetstream())
-    await publish_state(bucket, PETITION, PetitionState("published", time.time() + 86400))
+    for petition in (PETITION, FLOOR_PETITION):
+        await publish_state(bucket, petition, PetitionState("published", time.time() + 86400))
     await connection.close()
 
 
@@ -138,20 +145,19 @@ def main() -> None:
             command.append("-m")
         else:
             command = [sys.executable, "-m"]
+        service_env = {k: v for k, v in os.environ.items() if not k.startswith("PARAPHE_")} | {
+            "PARAPHE_REDIS_URL": redis.url,
+            "PARAPHE_NATS_URL": nats_server.url,
+            "PARAPHE_TOKEN_VERIFICATION_KEYS": key.public_jwks,
+            "PARAPHE_SIGNER_TOKEN_KEYS": signer_key.secret_jwks,
+            "PARAPHE_SIGNER_TOKEN_KEY_ID": signer_key.kid,
+            "PARAPHE_SIGNER_ATTEMPTS_PER_MINUTE": "1000000",
+            "PARAPHE_LOG_LEVEL": "WARNING",
+        }
         intake = subprocess.Popen(
             [*SERVER_CORE, *command, "paraphe_signature_intake"],
-            env={k: v for k, v in os.environ.items() if not k.startswith("PARAPHE_")}
-            | {
-                "PARAPHE_HOST": "127.0.0.1",
-                "PARAPHE_PORT": str(intake_port),
-                "PARAPHE_REDIS_URL": redis.url,
-                "PARAPHE_NATS_URL": nats_server.url,
-                "PARAPHE_TOKEN_VERIFICATION_KEYS": key.public_jwks,
-                "PARAPHE_SIGNER_TOKEN_KEYS": signer_key.secret_jwks,
-                "PARAPHE_SIGNER_TOKEN_KEY_ID": signer_key.kid,
-                "PARAPHE_SIGNER_ATTEMPTS_PER_MINUTE": "1000000",
-                "PARAPHE_LOG_LEVEL": "WARNING",
-            }
+            env=service_env
+            | {"PARAPHE_HOST": "127.0.0.1", "PARAPHE_PORT": str(intake_port)}
             # Settings to compare, e.g. PARAPHE_BENCH_INTAKE_ENV="PARAPHE_TOKEN_CACHE_SIZE=0".
             | dict(
                 pair.split("=", 1)
@@ -184,7 +190,17 @@ def main() -> None:
         cpu_per_signature["signature-intake, of which in the kernel"] = (
             (cpu_seconds(intake.pid, slice(12, 13)) - system_before) / handled * 1e6
         )
+        # The floor: intake's obligations alone (bench/intake_floor.py), on the same core.
+        floor_port = free_port()
+        floor = subprocess.Popen(
+            [*SERVER_CORE, sys.executable, str(HERE / "intake_floor.py")],
+            env=service_env | {"PARAPHE_PORT": str(floor_port)},
+        )
+        processes.append(floor)
+        wait_for(floor_port, floor)
+        floor_result = wrk(floor_port, tokens, petition=FLOOR_PETITION)
         ratio = intake_result["requests_per_second"] / bare_result["requests_per_second"]
+        floor_ratio = floor_result["requests_per_second"] / bare_result["requests_per_second"]
         machine = (
             f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
         )
@@ -194,13 +210,19 @@ def main() -> None:
             + (", each server on core 0, wrk, Redis and NATS on core 1" if PIN else "")
         )
         print(f"  {'':<22}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'202':>9}{'200':>9}{'other':>7}")
-        for name, row in (("bare aiohttp", bare_result), ("signature-intake", intake_result)):
+        for name, row in (
+            ("bare aiohttp", bare_result),
+            ("signature-intake", intake_result),
+            ("obligations alone", floor_result),
+        ):
             print(
                 f"  {name:<22}{row['requests_per_second']:>10,.0f}{row['latency_p50_us']:>9.2f}"
                 f"{row['latency_p99_us']:>9.2f}{row['accepted']:>9}{row['already_signed']:>9}"
                 f"{row['other']:>7}"
             )
         print(f"  ratio (intake / bare): {ratio:.2f}   target 0.5")
+        print(f"  the floor: intake's obligations alone (token, mark, publish and ack, answer; "
+              f"no application): {floor_ratio:.2f} of bare")  # fmt: skip
         print(f"  intake's /healthz (the shared middleware alone): {healthz:,.0f} req/s, "
               f"{healthz / bare_result['requests_per_second']:.2f} of bare")  # fmt: skip
         print("  CPU per signature: " + ", ".join(
@@ -210,7 +232,7 @@ def main() -> None:
         results.mkdir(exist_ok=True)
         (results / "intake.json").write_text(json.dumps(
             {"machine": machine, "pinned": PIN, "bare": bare_result, "intake": intake_result,
-             "ratio": ratio,
+             "ratio": ratio, "obligations_alone": floor_result, "floor_ratio": floor_ratio,
              "healthz_requests_per_second": healthz,
              "cpu_microseconds_per_signature": cpu_per_signature},
             indent=2,

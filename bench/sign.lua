@@ -36,10 +36,20 @@ if rate then
   end
 end
 
+-- Each request also comes from one of PARAPHE_BENCH_CLIENTS addresses (10.0.0.0/16), named
+-- in X-Forwarded-For as a proxy would (loopback is a trusted proxy by default, and the
+-- bench's proxy, nginx, forwards the header): the signing limit per client is then paid as in
+-- production, where the proxy forwards every request (requests from the machine itself,
+-- loopback, are exempt from it). Each client stays well under that limit.
+local clients = tonumber(os.getenv("PARAPHE_BENCH_CLIENTS") or "4096")
+
 function request()
   counter = counter % #tokens + 1
+  local client = counter % clients
   return wrk.format("POST", "/api/petitions/" .. petition .. "/signatures",
-    {["Authorization"] = "Bearer " .. tokens[counter]}, "")
+    {["Authorization"] = "Bearer " .. tokens[counter],
+     ["X-Forwarded-For"] = string.format("10.0.%d.%d", math.floor(client / 256) % 256,
+                                         client % 256)}, "")
 end
 
 local threads = {}
