@@ -182,7 +182,8 @@ class SigningGuard:
     async def admit(self, request: web.BaseRequest) -> None:
         """Raise a 429 problem with Retry-After when this client is over the signing limit."""
         address = address_through(request, self._network)
-        # Redis is a resource, opened at start (the signing limit is counted in memory anyway).
+        # Redis looked up here: it is opened at start, after the guard is built. (SIGNING is
+        # counted in memory, so the limiter does not call it; any shared limit would.)
         await refuse_over_limit(self._limiter, SIGNING, address, self._app.get(REDIS))
 
     def accepted(self, request: web.BaseRequest, petition_id: str) -> None:
