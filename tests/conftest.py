@@ -15,6 +15,9 @@ from paraphe_devstack.stack import Stack, temporary_stack
 def stack(binaries: Binaries) -> Iterator[Stack]:
     with temporary_stack(binaries) as started:
         yield started
+        # Every flow the tests took ran under the services' NATS users: none may lack a right.
+        refused = started.nats_refusals()
+        assert not refused, "NATS refused the services:\n" + "\n".join(refused[-20:])
 
 
 def _service_errors(stack: Stack, limit: int = 20) -> str:
@@ -47,4 +50,7 @@ def pytest_runtest_makereport(
     stack = getattr(item, "funcargs", {}).get("stack")
     if report.failed and isinstance(stack, Stack):
         report.sections.append(("services' errors", _service_errors(stack)))
+        report.sections.append(
+            ("NATS refusals", "\n".join(stack.nats_refusals()[-20:]) or "(none)")
+        )
     return report

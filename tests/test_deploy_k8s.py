@@ -9,6 +9,7 @@ service, hardened pods, probes, the clustered data layer of prod, and no committ
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import inspect
@@ -16,19 +17,30 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate  # type: ignore[import-untyped]
+import nats.errors
 import pytest
 import yaml  # type: ignore[import-untyped]
+from nats.aio.client import Client as NatsClient
 from pydantic_settings import BaseSettings
 from yamllint import linter  # type: ignore[import-untyped]
 from yamllint.config import YamlLintConfig  # type: ignore[import-untyped]
 
+from paraphe_devstack.binaries import Binaries
+from paraphe_devstack.nats_access import (
+    SERVICE_PERMISSIONS,
+    USERS,
+    authorization,
+    password_variable,
+)
 from paraphe_devstack.proxy import ROUTES
+from paraphe_devstack.servers import LOCALHOST, free_port, port_answers
 from paraphe_devstack.stack import SERVICES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -512,6 +524,99 @@ def test_prod_runs_nats_as_a_three_node_jetstream_cluster_with_streams_at_three_
     assert one("prod", "PodDisruptionBudget", "nats")["spec"]["maxUnavailable"] == 1
 
 
+NATS_USERS_DIR = K8S / "components" / "nats-users"
+
+
+def test_the_nats_users_shipped_are_those_the_code_defines() -> None:
+    shipped = (NATS_USERS_DIR / "authorization.conf").read_text(encoding="utf-8")
+    assert shipped == authorization(), (
+        "deploy/k8s/components/nats-users/authorization.conf is stale: "
+        "python -m paraphe_devstack.nats_access > it"
+    )
+    assert {spec.name for spec in DEPLOYED if "nats" in spec.needs} == set(SERVICE_PERMISSIONS)
+
+
+def test_nats_admits_each_service_as_its_own_user(overlay: str) -> None:
+    authorization_map = one(overlay, "ConfigMap", "nats-authorization")
+    assert authorization_map["data"]["authorization.conf"] == authorization()
+    config = one(overlay, "ConfigMap", "nats-config")["data"]["nats.conf"]
+    assert 'include "../nats-users/authorization.conf"' in config
+    nats = one(overlay, "StatefulSet", "nats")
+    server = next(c for c in containers(nats) if c["name"] == "nats")
+    assert server["args"] == ["--config", "/etc/nats/nats.conf"]
+    volumes = {volume["name"]: volume for volume in pod_spec(nats)["volumes"]}
+    mounted = {  # (the data volume comes from the claim templates)
+        m["mountPath"]: volumes[m["name"]] for m in server["volumeMounts"] if m["name"] in volumes
+    }
+    assert named(mounted["/etc/nats"]["configMap"]["name"], "nats-config")
+    assert named(mounted["/etc/nats-users"]["configMap"]["name"], "nats-authorization")
+    passwords = {
+        variable["name"]: variable["valueFrom"]["secretKeyRef"]
+        for variable in server["env"]
+        if "secretKeyRef" in variable.get("valueFrom", {})
+    }
+    assert passwords == {
+        password_variable(user): {"name": "paraphe-nats", "key": user} for user in USERS
+    }
+    for spec in DEPLOYED:
+        container = pod_spec(one(overlay, "Deployment", spec.name))["containers"][0]
+        env = {variable["name"]: variable for variable in container.get("env", [])}
+        if "nats" in spec.needs:
+            reference = env["PARAPHE_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+            assert reference == {"name": "paraphe-nats", "key": spec.name}
+        else:
+            assert "PARAPHE_NATS_PASSWORD" not in env
+
+
+def test_the_dev_nats_configuration_admits_the_users_it_includes(
+    binaries: Binaries, tmp_path: Path
+) -> None:
+    """The overlay's nats.conf and the file it includes, laid out as mounted, run by a real
+    nats-server: a service's user is admitted with its password, refused with another."""
+    (tmp_path / "nats").mkdir()
+    (tmp_path / "nats-users").mkdir()
+    config = one("dev", "ConfigMap", "nats-config")["data"]["nats.conf"]
+    (tmp_path / "nats" / "nats.conf").write_text(
+        config.replace("store_dir: /data", f"store_dir: {tmp_path / 'data'}")
+    )
+    (tmp_path / "nats-users" / "authorization.conf").write_text(
+        one("dev", "ConfigMap", "nats-authorization")["data"]["authorization.conf"]
+    )
+    passwords = {user: f"password-of-{user}" for user in USERS}
+    port = free_port()
+    server = subprocess.Popen(
+        [str(binaries.nats_server), "--config", str(tmp_path / "nats" / "nats.conf"),
+         "--addr", LOCALHOST, "--port", str(port), "--http_port", str(free_port())],
+        env={password_variable(user): password for user, password in passwords.items()},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while not port_answers(port):
+            assert server.poll() is None, "nats-server did not accept the configuration"
+            assert time.monotonic() < deadline, "nats-server did not start"
+            time.sleep(0.05)
+        assert asyncio.run(admitted(port, "counter", passwords["counter"]))
+        assert not asyncio.run(admitted(port, "counter", passwords["moderation"]))
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+async def admitted(port: int, user: str, password: str) -> bool:
+    client = NatsClient()
+    try:
+        await client.connect(
+            f"nats://{LOCALHOST}:{port}", user=user, password=password,
+            allow_reconnect=False, connect_timeout=2,
+        )  # fmt: skip
+    except nats.errors.Error:
+        return False
+    finally:
+        await client.close()
+    return True
+
+
 def test_prod_runs_redis_with_sentinels_and_the_services_follow_them() -> None:
     redis = one("prod", "StatefulSet", "redis")
     assert redis["spec"]["replicas"] == 3
@@ -601,7 +706,10 @@ def secret_references(overlay: str) -> Iterator[tuple[str, str]]:
 def test_no_secret_is_committed_and_each_one_referenced_is_documented(overlay: str) -> None:
     assert not find(overlay, "Secret")
     text = "\n".join(path.read_text() for path in K8S.rglob("*.yaml"))
-    assert not re.search(r"(?im)^\s*(stringData|password|client-secret)\s*:\s*\S", text)
+    # (A password read from a variable, as nats-server's users' are, is no secret written.)
+    assert not re.search(
+        r"(?im)^\s*(stringData|password|client-secret)\s*:\s*(?!\$[A-Z_]+$)\S", text
+    )
     guide = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
     for name, key in sorted(set(secret_references(overlay))):
         assert f"`{name}`" in guide, f"Secret {name} is not documented"

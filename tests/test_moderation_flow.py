@@ -256,7 +256,7 @@ async def test_after_a_threshold_the_secretariat_records_the_follow_up_the_publi
     )
     assert status == 200
     # The counter announces the committee threshold, as it does at 100,000 signatures.
-    connection = await nats.connect(stack.nats.url)
+    connection = await nats.connect(stack.nats.admin_url)
     try:
         await connection.jetstream().publish(
             "petitions.events.threshold-reached",

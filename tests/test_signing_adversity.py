@@ -32,6 +32,9 @@ def chaos_stack(binaries: Binaries) -> Iterator[Stack]:
     """A stack of its own: these tests kill its processes."""
     with temporary_stack(binaries) as stack:
         yield stack
+        # Restarts and reconnections included, the services never lacked a NATS right.
+        refused = stack.nats_refusals()
+        assert not refused, "NATS refused the services:\n" + "\n".join(refused[-20:])
 
 
 async def new_open_petition(stack: Stack) -> str:
@@ -52,7 +55,7 @@ async def new_open_petition(stack: Stack) -> str:
         )
     finally:
         await connection.close()
-    client = await nats.connect(stack.nats.url)
+    client = await nats.connect(stack.nats.admin_url)
     try:
         bucket = await petitions_bucket(client.jetstream())
         await publish_state(bucket, petition, PetitionState("published", time.time() + 86400))

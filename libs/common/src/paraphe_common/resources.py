@@ -143,6 +143,11 @@ def redis(settings: RedisSettings) -> CleanupContext:
     return redis_client
 
 
+def inbox_prefix(service: str) -> str:
+    """Where a service's replies are delivered: ``_INBOX.<service>``, and ``.>`` below."""
+    return f"_INBOX.{service}"
+
+
 def nats_connection(settings: NatsSettings, *, name: str) -> CleanupContext:
     """A NATS connection with JetStream, drained on shutdown so nothing in flight is lost."""
     servers = settings.nats_servers
@@ -164,6 +169,9 @@ def nats_connection(settings: NatsSettings, *, name: str) -> CleanupContext:
         options: dict[str, Any] = {
             "servers": servers,
             "name": name,
+            # Replies (acks, JetStream's answers, pulled messages) come to inboxes under the
+            # service's name: its NATS user may subscribe there and nowhere else.
+            "inbox_prefix": inbox_prefix(name),
             "connect_timeout": settings.nats_connect_timeout,
             "allow_reconnect": True,
             "max_reconnect_attempts": -1,
@@ -172,6 +180,8 @@ def nats_connection(settings: NatsSettings, *, name: str) -> CleanupContext:
             "disconnected_cb": on_disconnected,
             "reconnected_cb": on_reconnected,
         }
+        if settings.nats_password is not None:
+            options |= {"user": name, "password": settings.nats_password.get_secret_value()}
         try:
             # The first connection gets two tries (nats-py counts attempts beyond the first);
             # once connected, a lost connection is retried forever.

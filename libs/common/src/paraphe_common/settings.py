@@ -168,6 +168,10 @@ class NatsSettings(BaseSettings):
     # One server URL, or the URLs of a cluster's servers separated by commas: the client tries
     # them in turn, at start and whenever its connection is lost.
     nats_url: SecretStr
+    # The password of this service's own NATS user, whose name is the service's
+    # (paraphe_devstack.nats_access: what each may publish and subscribe to). None: a server
+    # without users (a test's own, a developer's).
+    nats_password: SecretStr | None = None
     nats_connect_timeout: float = Field(default=2.0, gt=0)
     # 1 on a single server; 3 on the production cluster.
     nats_stream_replicas: int = Field(default=1, ge=1, le=5)

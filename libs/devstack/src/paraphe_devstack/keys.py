@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jose import jwk
 
 from paraphe_common.tokens import SignerTokenSettings, TokenIssuer
+from paraphe_devstack.nats_access import USERS as NATS_USERS
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,11 @@ def new_signer_key(kid: str | None = None) -> SignerKey:
     return SignerKey(kid, json.dumps({"keys": [entry]}))
 
 
+def new_nats_passwords() -> dict[str, str]:
+    """A password for each NATS user: the services' and ``admin``."""
+    return {user: secrets.token_urlsafe(24) for user in NATS_USERS}
+
+
 @dataclass(frozen=True)
 class DevSecrets:
     """What a local stack needs that must not be committed, made once per state directory."""
@@ -74,22 +80,38 @@ class DevSecrets:
     pepper: str
     franceconnect_client_secret: str
     staff_client_secret: str
+    nats_passwords: dict[str, str]
 
     @classmethod
     def load_or_create(cls, path: Path) -> DevSecrets:
         if path.exists():
             stored = json.loads(path.read_text())
             if "signer_key" in stored:  # made before signer tokens had their own secret: remake
-                return cls(
+                made = cls(
                     SigningKey(**stored["signing_key"]),
                     SignerKey(**stored["signer_key"]),
                     stored["pepper"],
                     stored["franceconnect_client_secret"],
                     stored["staff_client_secret"],
+                    # Made before NATS had users (or before one was added): the missing ones.
+                    new_nats_passwords() | stored.get("nats_passwords", {}),
                 )
-        made = cls(new_signing_key(), new_signer_key(), new_pepper(), new_pepper(), new_pepper())
+                if made.nats_passwords != stored.get("nats_passwords"):
+                    made.save(path)
+                return made
+        made = cls(
+            new_signing_key(),
+            new_signer_key(),
+            new_pepper(),
+            new_pepper(),
+            new_pepper(),
+            new_nats_passwords(),
+        )
+        made.save(path)
+        return made
+
+    def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.unlink(missing_ok=True)
         path.touch(mode=0o600)
-        path.write_text(json.dumps(asdict(made)))
-        return made
+        path.write_text(json.dumps(asdict(self)))

@@ -34,7 +34,7 @@ async def open_petition(stack: Stack, title: str = "Une pétition ouverte pour l
         )
     finally:
         await connection.close()
-    client = await nats.connect(stack.nats.url)
+    client = await nats.connect(stack.nats.admin_url)
     try:
         bucket = await petitions_bucket(client.jetstream())
         await publish_state(bucket, petition, PetitionState("published", time.time() + 86400))

@@ -18,10 +18,13 @@ import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
+
+from paraphe_devstack.nats_access import ADMIN, authorization, password_variable
 
 LOCALHOST = "127.0.0.1"
 _DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -303,8 +306,18 @@ class RedisServer(ManagedProcess):
 
 
 class NatsServer(ManagedProcess):
+    """One nats-server with JetStream; with ``passwords`` (user → password), it admits only
+    the services' users and ``admin``, each allowed what paraphe_devstack.nats_access says."""
+
     def __init__(
-        self, binary: Path, store_dir: Path, port: int, monitor_port: int, name: str = "nats"
+        self,
+        binary: Path,
+        store_dir: Path,
+        port: int,
+        monitor_port: int,
+        name: str = "nats",
+        *,
+        passwords: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(name, store_dir.parent / f"{name}.log")
         self.binary = binary
@@ -312,13 +325,20 @@ class NatsServer(ManagedProcess):
         self.port = port
         self.monitor_port = monitor_port
         self.server_name = name
+        self.passwords = dict(passwords) if passwords is not None else None
+        self.config_path = store_dir.parent / f"{name}.conf"
 
     def prepare(self) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        if self.passwords is not None:
+            # The passwords stay in the environment, as in the Kubernetes overlays.
+            self.config_path.write_text(authorization())
 
     def argv(self) -> Sequence[str]:
+        config = ["--config", str(self.config_path)] if self.passwords is not None else []
         return [
             str(self.binary),
+            *config,
             "--addr", LOCALHOST,
             "--port", str(self.port),
             "--http_port", str(self.monitor_port),
@@ -326,6 +346,12 @@ class NatsServer(ManagedProcess):
             "--store_dir", str(self.store_dir),
             "--server_name", self.server_name,
         ]  # fmt: skip
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        for user, password in (self.passwords or {}).items():
+            env[password_variable(user)] = password
+        return env
 
     def ready(self) -> bool:
         url = f"http://{LOCALHOST}:{self.monitor_port}/healthz?js-enabled-only=true"
@@ -337,7 +363,17 @@ class NatsServer(ManagedProcess):
 
     @property
     def url(self) -> str:
+        """Where clients connect; a service with users gives its own name and password."""
         return f"nats://{LOCALHOST}:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        """``url`` as the operators' user, allowed everything (tests, tools); ``url`` itself
+        when the server has no users."""
+        if self.passwords is None:
+            return self.url
+        password = urllib.parse.quote(self.passwords[ADMIN], safe="")
+        return f"nats://{ADMIN}:{password}@{LOCALHOST}:{self.port}"
 
 
 class NginxProxy(ManagedProcess):

@@ -181,9 +181,11 @@ class Stack:
             durable=durable,
         )  # fmt: skip
         self.redis = RedisServer(binaries.redis_server, state_dir / "redis", ports.redis)
+        # NATS admits each service as its own user, allowed only its own subjects.
         self.nats = NatsServer(
-            binaries.nats_server, state_dir / "nats" / "jetstream", ports.nats, ports.nats_monitor
-        )
+            binaries.nats_server, state_dir / "nats" / "jetstream", ports.nats, ports.nats_monitor,
+            passwords=DevSecrets.load_or_create(state_dir / "secrets.json").nats_passwords,
+        )  # fmt: skip
         self.services: dict[str, ServiceProcess] = {}
         self.proxy: NginxProxy | None = None
         self._started: list[ManagedProcess] = []
@@ -229,6 +231,8 @@ class Stack:
                 (STAFF_CLIENT_ID, secrets.staff_client_secret),
             )
         ]
+        if "nats" in spec.needs:
+            env.update(PARAPHE_NATS_PASSWORD=secrets.nats_passwords[spec.name])
         if spec.name in {"auth-gateway", INTAKE}:
             env.update(
                 PARAPHE_SIGNER_TOKEN_KEYS=secrets.signer_key.secret_jwks,
@@ -266,6 +270,15 @@ class Stack:
                 PARAPHE_SANDBOX_CLIENTS=json.dumps(clients),
             )
         return env
+
+    def nats_refusals(self) -> list[str]:
+        """What NATS refused a client, from its log: a permission the services lack
+        (paraphe_devstack.nats_access), or a client that gave no or a wrong password."""
+        try:
+            lines = self.nats.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        return [line for line in lines if " Violation" in line]
 
     def check_ports(self) -> None:
         busy = [f"{what} ({port})" for what, port in self.ports.all().items() if port_answers(port)]
