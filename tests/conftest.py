@@ -16,7 +16,7 @@ def stack(binaries: Binaries) -> Iterator[Stack]:
     with temporary_stack(binaries) as started:
         yield started
         # Every flow the tests took ran under the services' NATS users: none may lack a right.
-        refused = started.nats_refusals()
+        refused = started.nats.refusals()
         assert not refused, "NATS refused the services:\n" + "\n".join(refused[-20:])
 
 
@@ -51,6 +51,6 @@ def pytest_runtest_makereport(
     if report.failed and isinstance(stack, Stack):
         report.sections.append(("services' errors", _service_errors(stack)))
         report.sections.append(
-            ("NATS refusals", "\n".join(stack.nats_refusals()[-20:]) or "(none)")
+            ("NATS refusals", "\n".join(stack.nats.refusals()[-20:]) or "(none)")
         )
     return report

@@ -50,19 +50,19 @@ class SigningServices:
         log_dir: Path,
         *,
         database_url: str,
-        nats_url: str,
+        nats_servers: NatsCluster | NatsServer,
         stream_replicas: int,
         redis: dict[str, str],
         signing_key: SigningKey,
         signer_key: SignerKey,
     ) -> None:
-        self.nats_url = nats_url
+        self.nats_servers = nats_servers
         self.stream_replicas = stream_replicas
         self.signer_key = signer_key
         common = {
             "PARAPHE_HOST": LOCALHOST,
             "PARAPHE_DATABASE_URL": database_url,
-            "PARAPHE_NATS_URL": nats_url,
+            "PARAPHE_NATS_URL": nats_servers.url,
             "PARAPHE_NATS_STREAM_REPLICAS": str(stream_replicas),
             "PARAPHE_TOKEN_VERIFICATION_KEYS": signing_key.public_jwks,
             "PARAPHE_SIGNER_TOKEN_KEYS": signer_key.secret_jwks,
@@ -75,6 +75,8 @@ class SigningServices:
             if spec.name in {"signature-intake", "counter"}:
                 port = free_port()
                 env = self.env | {"PARAPHE_PORT": str(port)}
+                if nats_servers.passwords is not None:  # each connects as its own NATS user
+                    env["PARAPHE_NATS_PASSWORD"] = nats_servers.passwords[spec.name]
                 self.processes[spec.name] = ServiceProcess(spec, port, env, log_dir)
 
     def url(self, service: str, path: str) -> str:
@@ -101,7 +103,7 @@ class SigningServices:
     async def open_petition(self) -> str:
         """A published petition, as petition-catalog publishes its state."""
         petition = str(uuid.uuid4())
-        client = await nats.connect(self.nats_url.split(","))
+        client = await nats.connect(self.nats_servers.admin_url.split(","))
         try:
             bucket = await petitions_bucket(client.jetstream(), self.stream_replicas)
             state = PetitionState("published", time.time() + 86400)
@@ -230,7 +232,7 @@ async def test_signing_survives_the_loss_and_return_of_the_signatures_stream_lea
     services = SigningServices(
         tmp_path / "logs",
         database_url=database_url,
-        nats_url=cluster.url,
+        nats_servers=cluster,
         stream_replicas=3,
         redis={"PARAPHE_REDIS_URL": redis_server.url},
         signing_key=signing_key,
@@ -238,7 +240,7 @@ async def test_signing_survives_the_loss_and_return_of_the_signatures_stream_lea
     )
     await services.start()
     try:
-        before = await signatures_stream(cluster.url)
+        before = await signatures_stream(cluster.admin_url)
         assert before["replicas"] == 3
         assert before["current"] == ["nats-0", "nats-1", "nats-2"]
         leader = cluster.node(str(before["leader"]))
@@ -257,7 +259,7 @@ async def test_signing_survives_the_loss_and_return_of_the_signatures_stream_lea
         assert set(statuses) <= {200, 202}
         await services.assert_each_counted_once(database_url, petition, list(tokens))
         # The restarted node caught up: three current replicas again, under a new leader.
-        after = await signatures_stream(cluster.url)
+        after = await signatures_stream(cluster.admin_url)
         assert after["current"] == ["nats-0", "nats-1", "nats-2"]
         assert after["leader"] != before["leader"]
         # Counting goes on after the node's return, and repeats are still recognised.
@@ -277,6 +279,9 @@ async def test_signing_survives_the_loss_and_return_of_the_signatures_stream_lea
         assert set(await services.campaign(petition, list(late.values()))) == {202}
         await asyncio.to_thread(holder.start)
         await services.assert_each_counted_once(database_url, petition, [*tokens, *late])
+        # Failovers and reconnections included, the services never lacked a NATS right.
+        refused = [line for node in cluster.nodes for line in node.refusals()]
+        assert not refused, "NATS refused the services:\n" + "\n".join(refused[-20:])
     finally:
         services.stop()
 
@@ -292,7 +297,7 @@ async def test_signing_survives_a_redis_master_failover_and_nobody_signs_twice(
     services = SigningServices(
         tmp_path / "logs",
         database_url=database_url,
-        nats_url=nats_server.url,
+        nats_servers=nats_server,
         stream_replicas=1,
         redis={
             "PARAPHE_REDIS_SENTINELS": sentinel_group.sentinel_addresses,

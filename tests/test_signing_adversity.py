@@ -33,7 +33,7 @@ def chaos_stack(binaries: Binaries) -> Iterator[Stack]:
     with temporary_stack(binaries) as stack:
         yield stack
         # Restarts and reconnections included, the services never lacked a NATS right.
-        refused = stack.nats_refusals()
+        refused = stack.nats.refusals()
         assert not refused, "NATS refused the services:\n" + "\n".join(refused[-20:])
 
 

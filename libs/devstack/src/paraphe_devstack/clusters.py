@@ -15,7 +15,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ import redis
 from redis.exceptions import RedisError
 
 from paraphe_devstack.binaries import Binaries
+from paraphe_devstack.keys import new_nats_passwords
 from paraphe_devstack.servers import (
     LOCALHOST,
     ManagedProcess,
@@ -53,9 +54,17 @@ class NatsClusterNode(NatsServer):
     start_timeout = 60.0
 
     def __init__(
-        self, binary: Path, store_dir: Path, name: str, cluster_port: int, routes: Sequence[str]
+        self,
+        binary: Path,
+        store_dir: Path,
+        name: str,
+        cluster_port: int,
+        routes: Sequence[str],
+        passwords: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(binary, store_dir, free_port(), free_port(), name=name)
+        super().__init__(
+            binary, store_dir, free_port(), free_port(), name=name, passwords=passwords
+        )
         self.cluster_port = cluster_port
         self.routes = list(routes)
 
@@ -85,10 +94,12 @@ class NatsClusterNode(NatsServer):
 
 
 class NatsCluster:
-    """Three JetStream servers on loopback, each routed to the other two."""
+    """Three JetStream servers on loopback, each routed to the other two, admitting the
+    services' users and ``admin`` as production's do (paraphe_devstack.nats_access)."""
 
     def __init__(self, binary: Path, base_dir: Path, size: int = 3) -> None:
         cluster_ports = [free_port() for _ in range(size)]
+        self.passwords = new_nats_passwords()
         self.nodes = [
             NatsClusterNode(
                 binary,
@@ -96,6 +107,7 @@ class NatsCluster:
                 f"nats-{n}",
                 port,
                 [f"nats://{LOCALHOST}:{other}" for other in cluster_ports if other != port],
+                self.passwords,
             )
             for n, port in enumerate(cluster_ports)
         ]
@@ -104,6 +116,11 @@ class NatsCluster:
     def url(self) -> str:
         """Every server's URL, separated by commas, as ``PARAPHE_NATS_URL`` takes them."""
         return ",".join(node.url for node in self.nodes)
+
+    @property
+    def admin_url(self) -> str:
+        """``url`` as the operators' user."""
+        return ",".join(node.admin_url for node in self.nodes)
 
     def node(self, name: str) -> NatsClusterNode:
         return next(node for node in self.nodes if node.server_name == name)

@@ -66,9 +66,16 @@ def new_signer_key(kid: str | None = None) -> SignerKey:
     return SignerKey(kid, json.dumps({"keys": [entry]}))
 
 
+def new_nats_password() -> str:
+    """A letter, then 48 hexadecimal digits: nats-server reads a variable's value as a value of
+    its configuration, where one starting with a digit is a number or a date, ``true`` a
+    boolean; this is always a string."""
+    return "p" + secrets.token_hex(24)
+
+
 def new_nats_passwords() -> dict[str, str]:
     """A password for each NATS user: the services' and ``admin``."""
-    return {user: secrets.token_urlsafe(24) for user in NATS_USERS}
+    return {user: new_nats_password() for user in NATS_USERS}
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,11 @@ class ManagedProcess:
             start_new_session=True,
         )
         if wait:
-            self.wait_ready()
+            try:
+                self.wait_ready()
+            except BaseException:
+                self.kill()  # and its log closed: nobody will stop what did not start
+                raise
 
     def wait_ready(self, timeout: float | None = None) -> None:
         deadline = time.monotonic() + (timeout or self.start_timeout)
@@ -365,6 +369,15 @@ class NatsServer(ManagedProcess):
     def url(self) -> str:
         """Where clients connect; a service with users gives its own name and password."""
         return f"nats://{LOCALHOST}:{self.port}"
+
+    def refusals(self) -> list[str]:
+        """What the server refused a client, from its log: a permission a service lacks
+        (paraphe_devstack.nats_access), or a client with no or a wrong password."""
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        return [line for line in lines if " Violation" in line]
 
     @property
     def admin_url(self) -> str:

@@ -271,15 +271,6 @@ class Stack:
             )
         return env
 
-    def nats_refusals(self) -> list[str]:
-        """What NATS refused a client, from its log: a permission the services lack
-        (paraphe_devstack.nats_access), or a client that gave no or a wrong password."""
-        try:
-            lines = self.nats.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return []
-        return [line for line in lines if " Violation" in line]
-
     def check_ports(self) -> None:
         busy = [f"{what} ({port})" for what, port in self.ports.all().items() if port_answers(port)]
         if busy:
