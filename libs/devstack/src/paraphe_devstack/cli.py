@@ -67,6 +67,8 @@ def run() -> int:
     health:           {base}/_/<service>/healthz  (and /readyz, /metrics)
     services:         {", ".join(f"{n} :{p.port}" for n, p in stack.services.items())}
     PostgreSQL:       {stack.database_url}
+    NATS:             {stack.nats.url}  (a user per service; admin's password:
+                      nats_passwords in {state_dir / "secrets.json"})
     logs:             {state_dir / "logs"}/
 Ctrl-C (or make stop) stops everything."""
         )
