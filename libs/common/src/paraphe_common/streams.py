@@ -39,6 +39,11 @@ SIGNATURE_DEDUPE_WINDOW_SECONDS: Final = 180.0
 
 PETITION_EVENTS: Final = "PETITION_EVENTS"
 PETITION_EVENT_SUBJECTS: Final = "petitions.events.>"
+# The kind of event counter publishes when a petition crosses a threshold, which the catalogue
+# and moderation follow; the durable consumers each of those two keeps on PETITION_EVENTS.
+THRESHOLD_REACHED: Final = "threshold-reached"
+CATALOG_CONSUMER: Final = "catalog"
+MODERATION_CONSUMER: Final = "moderation"
 PETITION_EVENTS_MAX_AGE_SECONDS: Final = 90 * 24 * 3600.0
 
 PETITIONS_BUCKET: Final = "PETITIONS"

@@ -17,29 +17,35 @@ A service may create the streams it uses and converge their configuration (repli
 at start, as it always did (paraphe_common.streams): no start order between services.
 
 The same ``authorization`` block, rendered by :func:`authorization`, is the local stack's
-(passwords drawn per state directory) and the Kubernetes overlays' (deploy/k8s/components/
-nats-users/authorization.conf, which their nats.conf includes; tests/test_deploy_k8s.py checks it is
-this text): each password is a variable the server reads from its environment,
-``$PARAPHE_NATS_PASSWORD_<USER>``, set from the Secret ``paraphe-nats``.
+(passwords drawn per state directory) and the Kubernetes overlays'
+(deploy/k8s/components/nats-users/authorization.conf, which their nats.conf includes;
+tests/test_deploy_k8s.py checks it is this text): each password is a variable the server
+reads from its environment, ``$PARAPHE_NATS_PASSWORD_<USER>``, set from the Secret
+``paraphe-nats``.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from paraphe_common.resources import inbox_prefix
 from paraphe_common.streams import (
+    CATALOG_CONSUMER,
     COUNTER_CONSUMER,
+    MODERATION_CONSUMER,
     PETITION_EVENTS,
     PETITIONS_BUCKET,
     SIGNATURES,
+    THRESHOLD_REACHED,
+    petition_event_subject,
+    signature_subject,
 )
 
 ADMIN: Final = "admin"
-THRESHOLD_EVENTS: Final = "petitions.events.threshold-reached"
+THRESHOLD_EVENTS: Final = petition_event_subject(THRESHOLD_REACHED)
 _API: Final = "$JS.API"
 _STATES_STREAM: Final = f"KV_{PETITIONS_BUCKET}"
 
@@ -47,8 +53,8 @@ _STATES_STREAM: Final = f"KV_{PETITIONS_BUCKET}"
 @dataclass(frozen=True)
 class Permissions:
     publish: tuple[str, ...]
-    publish_denied: tuple[str, ...] = ()
-    subscribe: tuple[str, ...] = field(default=())
+    publish_denied: tuple[str, ...]
+    subscribe: tuple[str, ...]
 
 
 def _stream(name: str) -> list[str]:
@@ -90,7 +96,7 @@ def _service(name: str, *publish: Iterable[str], denied: tuple[str, ...] = ()) -
 
 SERVICE_PERMISSIONS: Final[dict[str, Permissions]] = {
     "signature-intake": _service(
-        "signature-intake", _stream(SIGNATURES), ["signatures.*"], _petition_states()
+        "signature-intake", _stream(SIGNATURES), [signature_subject("*")], _petition_states()
     ),
     "counter": _service(
         "counter",
@@ -104,8 +110,8 @@ SERVICE_PERMISSIONS: Final[dict[str, Permissions]] = {
     "petition-catalog": _service(
         "petition-catalog",
         _stream(PETITION_EVENTS),
-        ["petitions.events.*"],
-        _durable_consumer(PETITION_EVENTS, "catalog"),
+        [petition_event_subject("*")],
+        _durable_consumer(PETITION_EVENTS, CATALOG_CONSUMER),
         _petition_states(),
         [f"$KV.{PETITIONS_BUCKET}.>"],  # writes the states
         denied=(THRESHOLD_EVENTS,),
@@ -113,7 +119,7 @@ SERVICE_PERMISSIONS: Final[dict[str, Permissions]] = {
     "moderation": _service(
         "moderation",
         _stream(PETITION_EVENTS),
-        _durable_consumer(PETITION_EVENTS, "moderation"),
+        _durable_consumer(PETITION_EVENTS, MODERATION_CONSUMER),
         _petition_states(),
     ),
 }

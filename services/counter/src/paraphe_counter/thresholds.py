@@ -18,14 +18,13 @@ import asyncpg
 import nats.errors
 from nats.js import JetStreamContext
 
-from paraphe_common.streams import petition_event_subject
+from paraphe_common.streams import THRESHOLD_REACHED, petition_event_subject
 from paraphe_counter import store
 from paraphe_counter.metrics import CounterMetrics
 from paraphe_counter.store import ThresholdReached
 
 log = logging.getLogger(__name__)
 
-THRESHOLD_REACHED: Final = "threshold-reached"
 _PUBLISH_TIMEOUT: Final = 2.0
 
 

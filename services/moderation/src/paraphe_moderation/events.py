@@ -33,8 +33,10 @@ from paraphe_common.health import READINESS
 from paraphe_common.petition_states import PETITION_STATES, PetitionStates
 from paraphe_common.resources import JETSTREAM, POSTGRES, CleanupContext, DependencyUnavailable
 from paraphe_common.streams import (
+    MODERATION_CONSUMER,
     PETITION_EVENT_SUBJECTS,
     PETITION_EVENTS,
+    THRESHOLD_REACHED,
     ensure_petition_events_stream,
 )
 from paraphe_moderation import store
@@ -46,7 +48,6 @@ from paraphe_moderation.suggestions import CommitteeScorer
 
 log = logging.getLogger(__name__)
 
-CONSUMER_NAME: Final = "moderation"
 _SUBJECT_PREFIX: Final = "petitions.events."
 ACK_WAIT_SECONDS: Final = 30.0
 _BATCH: Final = 50
@@ -74,8 +75,8 @@ class MalformedEvent(ValueError):
 
 def consumer_config() -> ConsumerConfig:
     return ConsumerConfig(
-        name=CONSUMER_NAME,
-        durable_name=CONSUMER_NAME,
+        name=MODERATION_CONSUMER,
+        durable_name=MODERATION_CONSUMER,
         filter_subject=PETITION_EVENT_SUBJECTS,
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
@@ -125,7 +126,7 @@ class EventHandler:
         async with self._pool.acquire() as connection, connection.transaction():
             if kind == "submitted":
                 return await self._submitted(connection, petition_id, body)
-            if kind == "threshold-reached":
+            if kind == THRESHOLD_REACHED:
                 return await self._threshold_reached(connection, petition_id, body)
             if kind in SETTLES:
                 return await self._settled(connection, petition_id, kind, body)
@@ -223,9 +224,9 @@ class EventConsumer:
             await self._jetstream.add_consumer(PETITION_EVENTS, consumer_config())
         except BadRequestError as exc:
             # Another configuration was chosen on purpose (by an operator): keep it.
-            log.info("keeping the existing consumer %s: %s", CONSUMER_NAME, exc.description)
+            log.info("keeping the existing consumer %s: %s", MODERATION_CONSUMER, exc.description)
         self._subscription = await self._jetstream.pull_subscribe_bind(
-            durable=CONSUMER_NAME, stream=PETITION_EVENTS
+            durable=MODERATION_CONSUMER, stream=PETITION_EVENTS
         )
         return self._subscription
 
@@ -289,7 +290,7 @@ class EventConsumer:
 
 
 _KNOWN_KINDS: Final = frozenset(
-    {"submitted", "published", "rejected", "hidden", "closed", "followed-up", "threshold-reached"}
+    {"submitted", "published", "rejected", "hidden", "closed", "followed-up", THRESHOLD_REACHED}
 )
 
 EVENT_CONSUMER = web.AppKey("event_consumer", EventConsumer)

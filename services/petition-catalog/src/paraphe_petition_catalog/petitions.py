@@ -62,7 +62,6 @@ REJECTED_EVENT: Final = "rejected"
 HIDDEN_EVENT: Final = "hidden"
 CLOSED_EVENT: Final = "closed"
 FOLLOWED_UP_EVENT: Final = "followed-up"
-THRESHOLD_REACHED_EVENT: Final = "threshold-reached"  # counter's, which the catalogue follows
 
 DECISION_EVENTS: Final = {
     PUBLISH: PUBLISHED_EVENT,

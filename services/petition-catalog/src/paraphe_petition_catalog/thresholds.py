@@ -25,15 +25,15 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError, NotFoundError
 
 from paraphe_common.streams import (
+    CATALOG_CONSUMER,
     PETITION_EVENTS,
+    THRESHOLD_REACHED,
     ensure_petition_events_stream,
     petition_event_subject,
 )
-from paraphe_petition_catalog.petitions import THRESHOLD_REACHED_EVENT
 
 log = logging.getLogger(__name__)
 
-CONSUMER: Final = "catalog"
 ACK_WAIT_SECONDS: Final = 30.0
 FETCH_BATCH: Final = 100
 FETCH_TIMEOUT: Final = 1.0
@@ -73,9 +73,9 @@ class ThresholdReached:
 
 def consumer_config() -> ConsumerConfig:
     return ConsumerConfig(
-        name=CONSUMER,
-        durable_name=CONSUMER,
-        filter_subject=petition_event_subject(THRESHOLD_REACHED_EVENT),
+        name=CATALOG_CONSUMER,
+        durable_name=CATALOG_CONSUMER,
+        filter_subject=petition_event_subject(THRESHOLD_REACHED),
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=ACK_WAIT_SECONDS,
@@ -121,9 +121,9 @@ class ThresholdFollower:
         try:
             await self._jetstream.add_consumer(PETITION_EVENTS, consumer_config())
         except BadRequestError as exc:
-            log.info("keeping the existing consumer %s: %s", CONSUMER, exc.description)
+            log.info("keeping the existing consumer %s: %s", CATALOG_CONSUMER, exc.description)
         self._subscription = await self._jetstream.pull_subscribe_bind(
-            durable=CONSUMER, stream=PETITION_EVENTS
+            durable=CATALOG_CONSUMER, stream=PETITION_EVENTS
         )
         return self._subscription
 
