@@ -23,10 +23,13 @@ from nats.aio.client import Client as NatsClient
 from paraphe_common.petition_states import PetitionState, publish_state
 from paraphe_common.resources import inbox_prefix
 from paraphe_common.streams import (
+    COUNTER_CONSUMER,
     PETITION_EVENTS,
+    SIGNATURE_SUBJECTS,
     SIGNATURES,
     ensure_petition_events_stream,
     ensure_signatures_stream,
+    petition_event_subject,
     petitions_bucket,
     signature_subject,
 )
@@ -162,7 +165,7 @@ async def test_catalog_writes_petition_states_and_publishes_lifecycle_events(
     bucket = await petitions_bucket(jetstream)
     await publish_state(bucket, PETITION, PetitionState("published", time.time() + 86400))
     before = await stream_messages(server, PETITION_EVENTS)
-    ack = await jetstream.publish("petitions.events.petition-published", b"{}")
+    ack = await jetstream.publish(petition_event_subject("petition-published"), b"{}")
     assert ack.stream == PETITION_EVENTS
     assert await stream_messages(server, PETITION_EVENTS) == before + 1
     assert catalog.errors == []
@@ -177,7 +180,9 @@ async def test_counter_takes_signatures_off_the_queue_and_publishes_thresholds(
         signature_subject(PETITION), b"b" * 64, headers={"Nats-Msg-Id": "b" * 64}
     )
     jetstream = counter.client.jetstream()
-    pulled = await jetstream.pull_subscribe("signatures.>", durable="counter", stream=SIGNATURES)
+    pulled = await jetstream.pull_subscribe(
+        SIGNATURE_SUBJECTS, durable=COUNTER_CONSUMER, stream=SIGNATURES
+    )
     messages = await pulled.fetch(100, timeout=2)
     assert messages
     for message in messages:
