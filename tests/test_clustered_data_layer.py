@@ -70,6 +70,8 @@ class SigningServices:
             "PARAPHE_SIGNER_TOKEN_KEY_ID": signer_key.kid,
             **redis,
         }
+        if nats_servers.tls is not None:
+            common["PARAPHE_NATS_TLS_CA"] = str(nats_servers.tls.ca)
         self.env = {"PATH": "/usr/bin:/bin", **common}
         self.processes: dict[str, ServiceProcess] = {}
         for spec in SERVICES:
@@ -104,7 +106,7 @@ class SigningServices:
     async def open_petition(self) -> str:
         """A published petition, as petition-catalog publishes its state."""
         petition = str(uuid.uuid4())
-        client = await nats.connect(self.nats_servers.admin_url.split(","))
+        client = await self.nats_servers.admin_connection()
         try:
             bucket = await petitions_bucket(client.jetstream(), self.stream_replicas)
             state = PetitionState("published", time.time() + 86400)
@@ -204,9 +206,9 @@ def sentinel_group(binaries: Binaries, tmp_path: Path) -> Iterator[RedisSentinel
         yield started
 
 
-async def signatures_stream(nats_url: str) -> dict[str, object]:
+async def signatures_stream(cluster: NatsCluster) -> dict[str, object]:
     """The SIGNATURES stream's replication: its leader and each replica's state."""
-    client = await nats.connect(nats_url.split(","))
+    client = await cluster.admin_connection()
     try:
         info = await client.jetstream().stream_info(SIGNATURES)
     finally:
@@ -222,12 +224,12 @@ async def signatures_stream(nats_url: str) -> dict[str, object]:
     }
 
 
-async def new_leader(nats_url: str, *, instead_of: str, within: float = 30.0) -> str:
+async def new_leader(cluster: NatsCluster, *, instead_of: str, within: float = 30.0) -> str:
     """The SIGNATURES stream's leader once it is another node than ``instead_of``."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         try:
-            leader = (await signatures_stream(nats_url))["leader"]
+            leader = (await signatures_stream(cluster))["leader"]
         except (nats.errors.Error, TimeoutError, OSError):
             leader = None  # no leader to answer yet
         if leader and leader != instead_of:
@@ -255,7 +257,7 @@ async def test_signing_survives_the_loss_and_return_of_the_signatures_stream_lea
     )
     await services.start()
     try:
-        before = await signatures_stream(cluster.admin_url)
+        before = await signatures_stream(cluster)
         assert before["replicas"] == 3
         assert before["current"] == ["nats-0", "nats-1", "nats-2"]
         leader = cluster.node(str(before["leader"]))
@@ -269,7 +271,7 @@ async def test_signing_survives_the_loss_and_return_of_the_signatures_stream_lea
             leader.kill()  # kill -9: whatever it held in memory is gone
             # The other two elect a leader among themselves before it comes back (else it
             # could be elected again, and no failover would have been tried).
-            elected.append(await new_leader(cluster.admin_url, instead_of=leader.server_name))
+            elected.append(await new_leader(cluster, instead_of=leader.server_name))
             await asyncio.to_thread(leader.start)
 
         statuses = await services.campaign(
@@ -279,7 +281,7 @@ async def test_signing_survives_the_loss_and_return_of_the_signatures_stream_lea
         await services.assert_each_counted_once(database_url, petition, list(tokens))
         assert len(elected) == 1  # the leader was killed, and another one took the stream over
         # The restarted node caught up: three current replicas again.
-        after = await signatures_stream(cluster.admin_url)
+        after = await signatures_stream(cluster)
         assert after["current"] == ["nats-0", "nats-1", "nats-2"]
         # Counting goes on after the node's return, and repeats are still recognised.
         again = await services.campaign(petition, list(tokens.values())[:500])

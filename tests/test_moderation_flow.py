@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-import nats
 import pytest
 from playwright.async_api import expect
 
@@ -256,7 +255,7 @@ async def test_after_a_threshold_the_secretariat_records_the_follow_up_the_publi
     )
     assert status == 200
     # The counter announces the committee threshold, as it does at 100,000 signatures.
-    connection = await nats.connect(stack.nats.admin_url)
+    connection = await stack.nats.admin_connection()
     try:
         await connection.jetstream().publish(
             "petitions.events.threshold-reached",

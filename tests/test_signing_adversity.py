@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import aiohttp
 import asyncpg
-import nats
 import pytest
 import redis.asyncio as aioredis
 
@@ -55,7 +54,7 @@ async def new_open_petition(stack: Stack) -> str:
         )
     finally:
         await connection.close()
-    client = await nats.connect(stack.nats.admin_url)
+    client = await stack.nats.admin_connection()
     try:
         bucket = await petitions_bucket(client.jetstream())
         await publish_state(bucket, petition, PetitionState("published", time.time() + 86400))

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from paraphe_devstack.binaries import Binaries
 from paraphe_devstack.keys import SignerKey, SigningKey
 from paraphe_devstack.servers import NatsServer, RedisServer, free_port, port_answers
+from paraphe_devstack.tls import local_certificates
 
 SLOW_SERVICE = Path(__file__).with_name("slow_service.py")
 
@@ -212,6 +214,58 @@ def test_unreachable_nats_at_start_ends_with_one_line(
     )
     assert done.returncode == 1
     assert_one_clear_line(done, f"NATS at 127.0.0.1:{port} is unreachable")
+
+
+def test_a_nats_server_whose_certificate_is_not_trusted_ends_with_one_line(
+    binaries: Binaries,
+    redis_server: RedisServer,
+    signing_key: SigningKey,
+    signer_key: SignerKey,
+    tmp_path: Path,
+) -> None:
+    """A server presenting a certificate of another authority than PARAPHE_NATS_TLS_CA's
+    (a server impersonated, or the wrong authority configured): no connection, one line."""
+    server_tls = local_certificates(tmp_path / "server-tls")
+    other_authority = local_certificates(tmp_path / "other-tls")
+    server = NatsServer(
+        binaries.nats_server, tmp_path / "nats" / "js", free_port(), free_port(), tls=server_tls
+    )
+    server.start()
+    try:
+        done = run_service(
+            "paraphe_signature_intake",
+            redis_url=redis_server.url,
+            nats_url=server.url,
+            nats_tls_ca=str(other_authority.ca),
+            nats_connect_timeout="1",
+            token_verification_keys=signing_key.public_jwks,
+            signer_token_keys=signer_key.secret_jwks,
+            signer_token_key_id=signer_key.kid,
+        )
+    finally:
+        server.stop()
+    assert done.returncode == 1
+    assert_one_clear_line(
+        done, f"NATS at 127.0.0.1:{server.port} is unreachable", "CERTIFICATE_VERIFY_FAILED"
+    )
+
+
+def test_a_nats_authority_that_is_no_certificate_ends_with_one_line(
+    redis_server: RedisServer, signing_key: SigningKey, signer_key: SignerKey, tmp_path: Path
+) -> None:
+    not_a_certificate = tmp_path / "ca.pem"
+    not_a_certificate.write_text("-----BEGIN NOTHING-----\n")
+    done = run_service(
+        "paraphe_signature_intake",
+        redis_url=redis_server.url,
+        nats_url="nats://127.0.0.1:1",
+        nats_tls_ca=str(not_a_certificate),
+        token_verification_keys=signing_key.public_jwks,
+        signer_token_keys=signer_key.secret_jwks,
+        signer_token_key_id=signer_key.kid,
+    )
+    assert done.returncode == 2
+    assert_one_clear_line(done, "PARAPHE_NATS_TLS_CA is invalid", "holds no PEM certificate")
 
 
 def test_migrating_an_unreachable_database_ends_with_one_line() -> None:

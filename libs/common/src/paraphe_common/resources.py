@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -182,10 +183,17 @@ def nats_connection(settings: NatsSettings, *, name: str) -> CleanupContext:
         }
         if settings.nats_password is not None:
             options |= {"user": name, "password": settings.nats_password.get_secret_value()}
+        if settings.nats_tls_ca is not None:
+            options["tls"] = ssl.create_default_context(cafile=str(settings.nats_tls_ca))
+        # Each try may take a timeout to connect, one for the greeting, one for TLS's handshake.
+        tries = 2 * len(servers)
+        deadline = tries * (3 * settings.nats_connect_timeout + options["reconnect_time_wait"])
         try:
             # The first connection gets two tries (nats-py counts attempts beyond the first);
-            # once connected, a lost connection is retried forever.
-            await client.connect(**options | {"max_reconnect_attempts": 1})
+            # once connected, a lost connection is retried forever. Bounded: after a failed TLS
+            # handshake, nats-py waits forever for the connection to close (nats.py#718).
+            async with asyncio.timeout(deadline):
+                await client.connect(**options | {"max_reconnect_attempts": 1})
         except (OSError, TimeoutError, nats.errors.Error) as exc:
             # "no servers available" says less than the last connection error behind it.
             raise DependencyUnavailable("NATS", endpoint, client.last_error or exc) from exc

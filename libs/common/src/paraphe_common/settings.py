@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import ssl
 from ipaddress import IPv4Network, IPv6Network
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, FilePath, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -172,9 +174,22 @@ class NatsSettings(BaseSettings):
     # (paraphe_devstack.nats_access: what each may publish and subscribe to). None: a server
     # without users (a test's own, a developer's).
     nats_password: SecretStr | None = None
+    # The certificate authority the NATS servers' certificates are verified with: set, the
+    # connection is TLS, the server's name checked. None: a server without TLS (a test's own).
+    nats_tls_ca: FilePath | None = None
     nats_connect_timeout: float = Field(default=2.0, gt=0)
     # 1 on a single server; 3 on the production cluster.
     nats_stream_replicas: int = Field(default=1, ge=1, le=5)
+
+    @field_validator("nats_tls_ca")
+    @classmethod
+    def _certificates(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                ssl.create_default_context(cafile=str(value))
+            except (ssl.SSLError, ValueError) as exc:
+                raise ValueError(f"holds no PEM certificate ({exc})") from None
+        return value
 
     @property
     def nats_servers(self) -> list[str]:

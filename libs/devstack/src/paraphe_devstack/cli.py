@@ -67,8 +67,9 @@ def run() -> int:
     health:           {base}/_/<service>/healthz  (and /readyz, /metrics)
     services:         {", ".join(f"{n} :{p.port}" for n, p in stack.services.items())}
     PostgreSQL:       {stack.database_url}
-    NATS:             {stack.nats.url}  (a user per service; admin's password:
-                      nats_passwords in {state_dir / "secrets.json"})
+    NATS:             {stack.nats.url}  (TLS, its authority {stack.nats.tls.ca if stack.nats.tls else "-"};
+                      a user per service; admin's password: nats_passwords in
+                      {state_dir / "secrets.json"})
     logs:             {state_dir / "logs"}/
 Ctrl-C (or make stop) stops everything."""
         )

@@ -1,7 +1,8 @@
 """Clustered data layers on loopback, as production runs them: for the tests that kill nodes.
 
 - :class:`NatsCluster`: three ``nats-server`` processes joined by routes into one JetStream
-  cluster (a stream at 3 replicas survives the loss of any one node).
+  cluster (a stream at 3 replicas survives the loss of any one node), clients and routes in
+  TLS, clients as the services' users.
 - :class:`RedisSentinelGroup`: a Redis master, two replicas and three sentinels that promote a
   replica when the master dies (quorum 2).
 
@@ -20,7 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import nats
 import redis
+from nats.aio.client import Client as NatsClient
 from redis.exceptions import RedisError
 
 from paraphe_devstack.binaries import Binaries
@@ -32,7 +35,9 @@ from paraphe_devstack.servers import (
     RedisServer,
     ServerFailed,
     free_port,
+    tls_block,
 )
+from paraphe_devstack.tls import TlsFiles, local_certificates
 
 NATS_CLUSTER_NAME = "paraphe"
 SENTINEL_MASTER = "paraphe"
@@ -61,20 +66,26 @@ class NatsClusterNode(NatsServer):
         cluster_port: int,
         routes: Sequence[str],
         passwords: Mapping[str, str] | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         super().__init__(
-            binary, store_dir, free_port(), free_port(), name=name, passwords=passwords
+            binary, store_dir, free_port(), free_port(), name=name, passwords=passwords, tls=tls
         )
         self.cluster_port = cluster_port
         self.routes = list(routes)
 
-    def argv(self) -> Sequence[str]:
-        return [
-            *super().argv(),
-            "--cluster_name", NATS_CLUSTER_NAME,
-            "--cluster", f"nats://{LOCALHOST}:{self.cluster_port}",
-            "--routes", ",".join(self.routes),
-        ]  # fmt: skip
+    def config(self) -> str:
+        # As production's nats.conf: the routes in TLS too, when the clients' are.
+        routes = "\n".join(f'    "{route}"' for route in self.routes)
+        cluster = [
+            "cluster {",
+            f"  name: {NATS_CLUSTER_NAME}",
+            f"  listen: {LOCALHOST}:{self.cluster_port}",
+            f"  routes: [\n{routes}\n  ]",
+            *([tls_block(self.tls, indent="  ")] if self.tls is not None else []),
+            "}",
+        ]
+        return "\n".join([super().config(), *cluster])
 
     def ready(self) -> bool:
         # Without js-enabled-only, healthz waits for the meta leader and for this server's
@@ -95,11 +106,13 @@ class NatsClusterNode(NatsServer):
 
 class NatsCluster:
     """Three JetStream servers on loopback, each routed to the other two, admitting the
-    services' users and ``admin`` as production's do (paraphe_devstack.nats_access)."""
+    services' users and ``admin`` as production's do (paraphe_devstack.nats_access), over TLS
+    (clients trust ``tls.ca``)."""
 
     def __init__(self, binary: Path, base_dir: Path, size: int = 3) -> None:
         cluster_ports = [free_port() for _ in range(size)]
         self.passwords = new_nats_passwords()
+        self.tls = local_certificates(base_dir / "tls")
         self.nodes = [
             NatsClusterNode(
                 binary,
@@ -108,6 +121,7 @@ class NatsCluster:
                 port,
                 [f"nats://{LOCALHOST}:{other}" for other in cluster_ports if other != port],
                 self.passwords,
+                self.tls,
             )
             for n, port in enumerate(cluster_ports)
         ]
@@ -121,6 +135,12 @@ class NatsCluster:
     def admin_url(self) -> str:
         """``url`` as the operators' user."""
         return ",".join(node.admin_url for node in self.nodes)
+
+    async def admin_connection(self, **options: Any) -> NatsClient:
+        """A connection as ``admin`` to whichever server answers first, over TLS."""
+        return await nats.connect(
+            self.admin_url.split(","), tls=self.tls.client_context(), **options
+        )
 
     def node(self, name: str) -> NatsClusterNode:
         return next(node for node in self.nodes if node.server_name == name)

@@ -6,7 +6,6 @@ import asyncio
 import time
 
 import asyncpg
-import nats
 
 from paraphe_common.petition_states import PetitionState, publish_state
 from paraphe_common.streams import petitions_bucket
@@ -34,7 +33,7 @@ async def open_petition(stack: Stack, title: str = "Une pétition ouverte pour l
         )
     finally:
         await connection.close()
-    client = await nats.connect(stack.nats.admin_url)
+    client = await stack.nats.admin_connection()
     try:
         bucket = await petitions_bucket(client.jetstream())
         await publish_state(bucket, petition, PetitionState("published", time.time() + 86400))

@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -22,9 +23,13 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+import nats
+from nats.aio.client import Client as NatsClient
 
 from paraphe_devstack.nats_access import ADMIN, authorization, password_variable
+from paraphe_devstack.tls import TlsFiles
 
 LOCALHOST = "127.0.0.1"
 _DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -311,7 +316,8 @@ class RedisServer(ManagedProcess):
 
 class NatsServer(ManagedProcess):
     """One nats-server with JetStream; with ``passwords`` (user → password), it admits only
-    the services' users and ``admin``, each allowed what paraphe_devstack.nats_access says."""
+    the services' users and ``admin``, each allowed what paraphe_devstack.nats_access says;
+    with ``tls``, only clients that speak TLS, to which it presents ``tls.cert``."""
 
     def __init__(
         self,
@@ -322,6 +328,7 @@ class NatsServer(ManagedProcess):
         name: str = "nats",
         *,
         passwords: Mapping[str, str] | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         super().__init__(name, store_dir.parent / f"{name}.log")
         self.binary = binary
@@ -330,19 +337,25 @@ class NatsServer(ManagedProcess):
         self.monitor_port = monitor_port
         self.server_name = name
         self.passwords = dict(passwords) if passwords is not None else None
+        self.tls = tls
         self.config_path = store_dir.parent / f"{name}.conf"
+
+    def config(self) -> str:
+        """nats.conf: the users' block and the TLS block, as the Kubernetes overlays' have."""
+        blocks = [authorization()] if self.passwords is not None else []
+        if self.tls is not None:
+            blocks.append(tls_block(self.tls))
+        return "\n".join(blocks)
 
     def prepare(self) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        if self.passwords is not None:
-            # The passwords stay in the environment, as in the Kubernetes overlays.
-            self.config_path.write_text(authorization())
+        # The passwords stay in the environment, as in the Kubernetes overlays.
+        self.config_path.write_text(self.config())
 
     def argv(self) -> Sequence[str]:
-        config = ["--config", str(self.config_path)] if self.passwords is not None else []
         return [
             str(self.binary),
-            *config,
+            "--config", str(self.config_path),
             "--addr", LOCALHOST,
             "--port", str(self.port),
             "--http_port", str(self.monitor_port),
@@ -367,7 +380,8 @@ class NatsServer(ManagedProcess):
 
     @property
     def url(self) -> str:
-        """Where clients connect; a service with users gives its own name and password."""
+        """Where clients connect; a service with users gives its own name and password, and
+        with TLS, trusts ``tls.ca`` (``PARAPHE_NATS_TLS_CA``)."""
         return f"nats://{LOCALHOST}:{self.port}"
 
     def refusals(self) -> list[str]:
@@ -387,6 +401,30 @@ class NatsServer(ManagedProcess):
             return self.url
         password = urllib.parse.quote(self.passwords[ADMIN], safe="")
         return f"nats://{ADMIN}:{password}@{LOCALHOST}:{self.port}"
+
+    @property
+    def client_tls(self) -> ssl.SSLContext | None:
+        """What a client verifies this server with (None: the server speaks no TLS)."""
+        return self.tls.client_context() if self.tls is not None else None
+
+    async def admin_connection(self, **options: Any) -> NatsClient:
+        """A connection as ``admin`` (tests, tools), over TLS when the server has it."""
+        return await nats.connect(self.admin_url, tls=self.client_tls, **options)
+
+
+def tls_block(files: TlsFiles, indent: str = "") -> str:
+    """nats.conf's ``tls`` block: the certificate this server presents, with its key, and the
+    authority it verifies its peers' with (a cluster's routes are mutual TLS)."""
+    return "\n".join(
+        [
+            f"{indent}tls {{",
+            f'{indent}  cert_file: "{files.cert}"',
+            f'{indent}  key_file: "{files.key}"',
+            f'{indent}  ca_file: "{files.ca}"',
+            f"{indent}  timeout: 2",
+            f"{indent}}}",
+        ]
+    )
 
 
 class NginxProxy(ManagedProcess):

@@ -30,6 +30,7 @@ from paraphe_devstack.servers import (
     port_answers,
     remove_tree,
 )
+from paraphe_devstack.tls import local_certificates
 
 DATABASE = "paraphe"
 FRANCECONNECT_CLIENT_ID = "paraphe-local"
@@ -181,10 +182,11 @@ class Stack:
             durable=durable,
         )  # fmt: skip
         self.redis = RedisServer(binaries.redis_server, state_dir / "redis", ports.redis)
-        # NATS admits each service as its own user, allowed only its own subjects.
+        # NATS admits each service as its own user, allowed only its own subjects, over TLS.
         self.nats = NatsServer(
             binaries.nats_server, state_dir / "nats" / "jetstream", ports.nats, ports.nats_monitor,
             passwords=DevSecrets.load_or_create(state_dir / "secrets.json").nats_passwords,
+            tls=local_certificates(state_dir / "nats" / "tls"),
         )  # fmt: skip
         self.services: dict[str, ServiceProcess] = {}
         self.proxy: NginxProxy | None = None
@@ -233,6 +235,8 @@ class Stack:
         ]
         if "nats" in spec.needs:
             env.update(PARAPHE_NATS_PASSWORD=secrets.nats_passwords[spec.name])
+            if self.nats.tls is not None:
+                env.update(PARAPHE_NATS_TLS_CA=str(self.nats.tls.ca))
         if spec.name in {"auth-gateway", INTAKE}:
             env.update(
                 PARAPHE_SIGNER_TOKEN_KEYS=secrets.signer_key.secret_jwks,
