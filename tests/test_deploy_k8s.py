@@ -16,6 +16,8 @@ import inspect
 import json
 import re
 import shutil
+import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -42,6 +44,7 @@ from paraphe_devstack.nats_access import (
 from paraphe_devstack.proxy import ROUTES
 from paraphe_devstack.servers import LOCALHOST, free_port, port_answers
 from paraphe_devstack.stack import SERVICES
+from paraphe_devstack.tls import local_certificates
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
@@ -56,6 +59,8 @@ OPERATOR_KINDS = {
     ("monitoring.coreos.com/v1", "PrometheusRule"),
     ("postgresql.cnpg.io/v1", "Cluster"),
     ("postgresql.cnpg.io/v1", "ScheduledBackup"),
+    ("cert-manager.io/v1", "Issuer"),
+    ("cert-manager.io/v1", "Certificate"),
 }
 DEPLOYED = [spec for spec in SERVICES if spec.name != "franceconnect-sandbox"]
 WORKLOADS = {"Deployment", "StatefulSet", "Job"}
@@ -568,53 +573,178 @@ def test_nats_admits_each_service_as_its_own_user(overlay: str) -> None:
             assert "PARAPHE_NATS_PASSWORD" not in env
 
 
-def test_the_dev_nats_configuration_admits_the_users_it_includes(
+NATS_TLS_DIR = "/etc/nats-tls"  # where components/nats-tls mounts the servers' certificate
+SERVICE_NATS_CA = "/etc/paraphe/nats-tls/ca.crt"
+
+
+def mounted_nats_configuration(overlay: str, root: Path) -> Path:
+    """The overlay's nats.conf and what it reads, laid out under ``root`` as mounted: the
+    included users, and a certificate of this machine's where cert-manager's would be."""
+    for directory in ("nats", "nats-users", "data"):
+        (root / directory).mkdir()
+    config = one(overlay, "ConfigMap", "nats-config")["data"]["nats.conf"]
+    tls = local_certificates(root / "certificates")
+    for name, made in (("tls.crt", tls.cert), ("tls.key", tls.key), ("ca.crt", tls.ca)):
+        config = config.replace(f"{NATS_TLS_DIR}/{name}", str(made))
+    assert NATS_TLS_DIR not in config, "nats.conf reads a file components/nats-tls does not mount"
+    config = config.replace("store_dir: /data", f"store_dir: {root / 'data'}")
+    config = config.replace("/var/run/nats/", f"{root}/")
+    (root / "nats" / "nats.conf").write_text(config)
+    (root / "nats-users" / "authorization.conf").write_text(
+        one(overlay, "ConfigMap", "nats-authorization")["data"]["authorization.conf"]
+    )
+    return root / "nats" / "nats.conf"
+
+
+def test_the_dev_nats_configuration_admits_the_users_it_includes_over_tls_only(
     binaries: Binaries, tmp_path: Path
 ) -> None:
-    """The overlay's nats.conf and the file it includes, laid out as mounted, run by a real
-    nats-server: a service's user is admitted with its password, refused with another."""
-    (tmp_path / "nats").mkdir()
-    (tmp_path / "nats-users").mkdir()
-    config = one("dev", "ConfigMap", "nats-config")["data"]["nats.conf"]
-    (tmp_path / "nats" / "nats.conf").write_text(
-        config.replace("store_dir: /data", f"store_dir: {tmp_path / 'data'}")
-    )
-    (tmp_path / "nats-users" / "authorization.conf").write_text(
-        one("dev", "ConfigMap", "nats-authorization")["data"]["authorization.conf"]
-    )
+    """The overlay's nats.conf and the files it reads, laid out as mounted, run by a real
+    nats-server: a service's user is admitted with its password over TLS, verifying the server
+    with the authority's certificate; refused with another's password, and refused without
+    the authority (the server's certificate unverifiable) or without TLS."""
+    config = mounted_nats_configuration("dev", tmp_path)
     passwords = {user: f"password-of-{user}" for user in USERS}
     port = free_port()
     server = subprocess.Popen(
-        [str(binaries.nats_server), "--config", str(tmp_path / "nats" / "nats.conf"),
+        [str(binaries.nats_server), "--config", str(config),
          "--addr", LOCALHOST, "--port", str(port), "--http_port", str(free_port())],
         env={password_variable(user): password for user, password in passwords.items()},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    trusted = local_certificates(tmp_path / "certificates").client_context()  # those laid out
     try:
         deadline = time.monotonic() + 10
         while not port_answers(port):
             assert server.poll() is None, "nats-server did not accept the configuration"
             assert time.monotonic() < deadline, "nats-server did not start"
             time.sleep(0.05)
-        assert asyncio.run(admitted(port, "counter", passwords["counter"]))
-        assert not asyncio.run(admitted(port, "counter", passwords["moderation"]))
+        assert asyncio.run(admitted(port, "counter", passwords["counter"], trusted))
+        assert not asyncio.run(admitted(port, "counter", passwords["moderation"], trusted))
+        system_authorities = ssl.create_default_context()
+        assert not asyncio.run(admitted(port, "counter", passwords["counter"], system_authorities))
+        assert clear_text_refused(port, "counter", passwords["counter"])
     finally:
         server.terminate()
         server.wait(10)
 
 
-async def admitted(port: int, user: str, password: str) -> bool:
+async def admitted(port: int, user: str, password: str, tls: ssl.SSLContext) -> bool:
     client = NatsClient()
     try:
         await client.connect(
-            f"nats://{LOCALHOST}:{port}", user=user, password=password,
+            f"nats://{LOCALHOST}:{port}", user=user, password=password, tls=tls,
             allow_reconnect=False, connect_timeout=2,
         )  # fmt: skip
+    except ssl.SSLError:
+        return False  # (nats-py's close would wait forever on a failed handshake's connection)
     except nats.errors.Error:
-        return False
-    finally:
         await client.close()
+        return False
+    await client.close()
     return True
+
+
+def clear_text_refused(port: int, user: str, password: str) -> bool:
+    """A client that answers the server's greeting in clear, as a client without TLS would:
+    the server closes the connection before taking its CONNECT."""
+    with socket.create_connection((LOCALHOST, port), timeout=5) as connection:
+        greeting = connection.recv(4096)
+        assert greeting.startswith(b"INFO ")
+        assert b'"tls_required":true' in greeting
+        credentials = json.dumps({"user": user, "pass": password, "verbose": True})
+        try:
+            connection.sendall(f"CONNECT {credentials}\r\nPING\r\n".encode())
+            answer = connection.recv(4096)
+        except OSError:  # reset before the answer
+            return True
+    return b"+OK" not in answer and b"PONG" not in answer
+
+
+def test_the_prod_nats_configuration_is_valid_with_its_certificates(
+    binaries: Binaries, tmp_path: Path
+) -> None:
+    """nats-server's own check (``-t``) of production's nats.conf, laid out as mounted."""
+    config = mounted_nats_configuration("prod", tmp_path)
+    checked = subprocess.run(
+        [str(binaries.nats_server), "--config", str(config), "-t"],
+        env={"POD_NAME": "nats-0"} | {password_variable(user): "p" for user in USERS},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def host_names(urls: str) -> set[str]:
+    return {url.split("://", 1)[1].rsplit(":", 1)[0] for url in urls.split(",")}
+
+
+def certifies(pattern: str, host: str) -> bool:
+    """Whether a certificate's DNS name stands for ``host`` (a wildcard: one label)."""
+    if pattern.startswith("*."):
+        label, _, rest = host.partition(".")
+        return bool(label) and rest == pattern[2:]
+    return pattern == host
+
+
+def test_nats_certificate_names_every_host_clients_and_routes_reach(overlay: str) -> None:
+    certificate = one(overlay, "Certificate", "nats-server")["spec"]
+    assert certificate["secretName"] == "paraphe-nats-tls"
+    assert {"server auth", "client auth"} <= set(certificate["usages"])  # routes: mutual TLS
+    config = one(overlay, "ConfigMap", "nats-config")["data"]["nats.conf"]
+    hosts = host_names(platform_settings(overlay)["PARAPHE_NATS_URL"])
+    hosts |= set(re.findall(r"nats://([a-z0-9.-]+):6222", config))
+    for host in hosts:
+        assert any(certifies(name, host) for name in certificate["dnsNames"]), host
+    # Signed by the NATS authority, itself from the bootstrap issuer, all in the overlay.
+    authority = one(overlay, "Issuer", certificate["issuerRef"]["name"])["spec"]["ca"]
+    ca = one(overlay, "Certificate", "paraphe-nats-ca")["spec"]
+    assert ca["isCA"] is True
+    assert ca["secretName"] == authority["secretName"]
+    assert "selfSigned" in one(overlay, "Issuer", ca["issuerRef"]["name"])["spec"]
+
+
+def test_nats_presents_its_certificate_and_reloads_it_when_renewed(overlay: str) -> None:
+    config = one(overlay, "ConfigMap", "nats-config")["data"]["nats.conf"]
+    blocks = re.findall(r"tls \{([^}]*)\}", config)
+    assert len(blocks) == (2 if overlay == "prod" else 1)  # clients; prod's routes too
+    for block in blocks:
+        assert f"cert_file: {NATS_TLS_DIR}/tls.crt" in block
+        assert f"key_file: {NATS_TLS_DIR}/tls.key" in block
+    nats = one(overlay, "StatefulSet", "nats")
+    spec = pod_spec(nats)
+    volumes = {volume["name"]: volume for volume in spec["volumes"]}
+    by_name = {c["name"]: c for c in containers(nats)}
+    for container in (by_name["nats"], by_name["reloader"]):
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert volumes[mounts[NATS_TLS_DIR]]["secret"]["secretName"] == "paraphe-nats-tls"
+    # The reloader signals the server named by nats.conf's pid file when the files change.
+    pid_file = re.search(r"pid_file: (\S+)", config)
+    assert pid_file is not None
+    args = by_name["reloader"]["args"]
+    assert args[args.index("-pid") + 1] == pid_file[1]
+    watched = {args[i + 1] for i, arg in enumerate(args) if arg == "-config"}
+    assert {f"{NATS_TLS_DIR}/tls.crt", f"{NATS_TLS_DIR}/tls.key"} <= watched
+    assert spec["shareProcessNamespace"] is True
+    run = next(m for m in by_name["nats"]["volumeMounts"] if pid_file[1].startswith(m["mountPath"]))
+    assert run in by_name["reloader"]["volumeMounts"]
+
+
+def test_each_nats_service_trusts_the_nats_authority_and_holds_no_key(overlay: str) -> None:
+    for spec in DEPLOYED:
+        deployment = one(overlay, "Deployment", spec.name)
+        container = pod_spec(deployment)["containers"][0]
+        env = {variable["name"]: variable.get("value") for variable in container.get("env", [])}
+        if "nats" not in spec.needs:
+            assert "PARAPHE_NATS_TLS_CA" not in env
+            continue
+        assert env["PARAPHE_NATS_TLS_CA"] == SERVICE_NATS_CA
+        volumes = {volume["name"]: volume for volume in pod_spec(deployment)["volumes"]}
+        mount = next(
+            m for m in container["volumeMounts"] if SERVICE_NATS_CA.startswith(m["mountPath"] + "/")
+        )
+        secret = volumes[mount["name"]]["secret"]
+        assert secret["secretName"] == "paraphe-nats-tls"
+        assert secret["items"] == [{"key": "ca.crt", "path": "ca.crt"}]  # never tls.key
 
 
 def test_prod_runs_redis_with_sentinels_and_the_services_follow_them() -> None:
