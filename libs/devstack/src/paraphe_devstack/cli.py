@@ -60,6 +60,7 @@ def run() -> int:
         state_dir.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(str(os.getpid()))
         base = f"http://localhost:{ports.proxy}"
+        authority = stack.nats.tls.ca if stack.nats.tls is not None else "none"
         _say(
             f"""ready.
     site:             {base}/
@@ -67,7 +68,7 @@ def run() -> int:
     health:           {base}/_/<service>/healthz  (and /readyz, /metrics)
     services:         {", ".join(f"{n} :{p.port}" for n, p in stack.services.items())}
     PostgreSQL:       {stack.database_url}
-    NATS:             {stack.nats.url}  (TLS, its authority {stack.nats.tls.ca if stack.nats.tls else "-"};
+    NATS:             {stack.nats.url}  (TLS, its authority: {authority};
                       a user per service; admin's password: nats_passwords in
                       {state_dir / "secrets.json"})
     logs:             {state_dir / "logs"}/
