@@ -5,8 +5,9 @@ Every request signs as a different person (a distinct, valid signer token) from 
 thousand client addresses named in X-Forwarded-For, so nothing is served from a cache and the
 per-client limit is paid as in production. The same run measures the floor: intake's
 obligations alone on aiohttp's low-level server (bench/intake_floor.py). Redis and NATS are
-real, started here on free ports. Run with ``make bench``; prints a table and writes
-``bench/results/intake.json``. A benchmark, not a test.
+real, started here on free ports, NATS in TLS as production runs it. Run with
+``make bench``; prints a table and writes ``bench/results/intake.json``. A benchmark, not a
+test.
 """
 
 from __future__ import annotations
@@ -23,14 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import nats
-
 from paraphe_common.petition_states import PetitionState, publish_state
 from paraphe_common.streams import petitions_bucket
 from paraphe_common.tokens import SIGNER
 from paraphe_devstack.binaries import ensure_binaries, ensure_programs
 from paraphe_devstack.keys import new_signer_key, new_signing_key
 from paraphe_devstack.servers import NatsServer, RedisServer, free_port, port_answers, remove_tree
+from paraphe_devstack.tls import local_certificates
 
 HERE = Path(__file__).parent
 PETITION = "0b6f0d7e-5f4c-4c59-9a43-2b1f6f3c2a11"
@@ -98,8 +98,8 @@ def wrk(
     }
 
 
-async def open_petition(nats_url: str) -> None:
-    connection = await nats.connect(nats_url)
+async def open_petition(nats_server: NatsServer) -> None:
+    connection = await nats_server.admin_connection()
     bucket = await petitions_bucket(connection.jetstream())
     for petition in (PETITION, FLOOR_PETITION):
         await publish_state(bucket, petition, PetitionState("published", time.time() + 86400))
@@ -111,12 +111,16 @@ def main() -> None:
     ensure_programs("wrk")
     work = Path(tempfile.mkdtemp(prefix="paraphe-bench-"))
     redis = RedisServer(binaries.redis_server, work / "redis", free_port())
-    nats_server = NatsServer(binaries.nats_server, work / "nats" / "js", free_port(), free_port())
+    # NATS in TLS, as production runs it (docs/security.md).
+    tls = local_certificates(work / "tls")
+    nats_server = NatsServer(
+        binaries.nats_server, work / "nats" / "js", free_port(), free_port(), tls=tls
+    )
     processes: list[subprocess.Popen[bytes]] = []
     try:
         redis.start()
         nats_server.start()
-        asyncio.run(open_petition(nats_server.url))
+        asyncio.run(open_petition(nats_server))
         key = new_signing_key("bench")
         signer_key = new_signer_key("bench-signer")
         issuer = signer_key.issuer()
@@ -148,6 +152,7 @@ def main() -> None:
         service_env = {k: v for k, v in os.environ.items() if not k.startswith("PARAPHE_")} | {
             "PARAPHE_REDIS_URL": redis.url,
             "PARAPHE_NATS_URL": nats_server.url,
+            "PARAPHE_NATS_TLS_CA": str(tls.ca),
             "PARAPHE_TOKEN_VERIFICATION_KEYS": key.public_jwks,
             "PARAPHE_SIGNER_TOKEN_KEYS": signer_key.secret_jwks,
             "PARAPHE_SIGNER_TOKEN_KEY_ID": signer_key.kid,

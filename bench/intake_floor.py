@@ -9,13 +9,15 @@ above this is the platform around the obligations; this is what the libraries th
 (aiohttp, redis-py, nats-py) cost for them on this machine.
 
 Run by ``bench/intake.py`` with intake's environment (``PARAPHE_PORT``, ``PARAPHE_REDIS_URL``,
-``PARAPHE_NATS_URL``, ``PARAPHE_SIGNER_TOKEN_KEYS``). A benchmark's yardstick, never served.
+``PARAPHE_NATS_URL``, ``PARAPHE_NATS_TLS_CA``, ``PARAPHE_SIGNER_TOKEN_KEYS``). A benchmark's
+yardstick, never served.
 """
 
 import asyncio
 import contextlib
 import json
 import os
+import ssl
 
 import nats
 import redis.asyncio as aioredis
@@ -32,7 +34,9 @@ PREFIX, SUFFIX = "/api/petitions/", "/signatures"
 
 async def serve() -> None:
     redis = aioredis.from_url(os.environ["PARAPHE_REDIS_URL"])
-    connection = await nats.connect(os.environ["PARAPHE_NATS_URL"])
+    ca = os.environ.get("PARAPHE_NATS_TLS_CA")  # as intake: TLS when the server has it
+    tls = ssl.create_default_context(cafile=ca) if ca else None
+    connection = await nats.connect(os.environ["PARAPHE_NATS_URL"], tls=tls)
     await ensure_signatures_stream(connection.jetstream())
     publisher = AckedPublisher(connection, 5.0)
     await publisher.start()
