@@ -255,6 +255,15 @@ async def test_signing_survives_the_loss_and_return_of_the_signatures_stream_lea
         signing_key=signing_key,
         signer_key=signer_key,
     )
+    # As production's: clients must speak TLS, the routes are mutual TLS and all up.
+    for node in cluster.nodes:
+        assert node.greeting()["tls_required"] is True
+        routes = node.monitor("varz")["cluster"]
+        assert (routes["tls_required"], routes["tls_verify"]) == (True, True)
+        deadline = time.monotonic() + 10  # (a route may still be joining)
+        while node.monitor("routez")["num_routes"] < len(cluster.nodes) - 1:
+            assert time.monotonic() < deadline, f"{node.server_name}: routes over TLS not all up"
+            await asyncio.sleep(0.1)
     await services.start()
     try:
         before = await signatures_stream(cluster)

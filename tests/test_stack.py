@@ -36,6 +36,21 @@ def test_each_service_answers_its_probes_through_the_proxy(stack: Stack, service
     assert "http_server_requests_total" in metrics
 
 
+def test_nats_asks_every_client_for_tls_and_a_password(stack: Stack) -> None:
+    """As in production: a client that does not speak TLS is turned away by the server itself,
+    and every service that speaks NATS verifies it with the stack's authority."""
+    greeting = stack.nats.greeting()
+    assert greeting["tls_required"] is True
+    assert greeting["auth_required"] is True
+    assert stack.nats.tls is not None
+    for spec in SERVICES:
+        env = stack.service_env(spec)
+        if "nats" in spec.needs:
+            assert env["PARAPHE_NATS_TLS_CA"] == str(stack.nats.tls.ca)
+        else:
+            assert "PARAPHE_NATS_TLS_CA" not in env
+
+
 def test_demo_petitions_are_served_through_the_proxy(stack: Stack) -> None:
     status, _, body = fetch(stack, "/api/petitions")
     assert status == 200

@@ -402,6 +402,13 @@ class NatsServer(ManagedProcess):
         password = urllib.parse.quote(self.passwords[ADMIN], safe="")
         return f"nats://{ADMIN}:{password}@{LOCALHOST}:{self.port}"
 
+    def greeting(self) -> dict[str, Any]:
+        """The INFO a client reads first on connecting: what the server asks of it (its
+        ``tls_required``, ``auth_required``...)."""
+        with socket.create_connection((LOCALHOST, self.port), timeout=5) as connection:
+            line = connection.makefile("rb").readline()
+        return dict(json.loads(line.removeprefix(b"INFO ")))
+
     @property
     def client_tls(self) -> ssl.SSLContext | None:
         """What a client verifies this server with (None: the server speaks no TLS)."""
