@@ -28,9 +28,24 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
+# What the event loop says each time a NATS server closes a TLS connection (a restart, a
+# failover, lame duck mode): nats-py's protocol returns True from eof_received (nats.py#727),
+# which TLS ignores and the connection is reopened as usual. A warning on every failover would
+# cry wolf.
+_HARMLESS = frozenset(
+    {("asyncio", "returning true from eof_received() has no effect when using ssl")}
+)
+
+
+class _HarmlessFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return (record.name, record.msg) not in _HARMLESS
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     """Send every log record of the process to stdout as JSON."""
     handler = logging.StreamHandler(sys.stdout)
+    handler.addFilter(_HarmlessFilter())
     handler.addFilter(_RequestIdFilter())
     handler.setFormatter(
         JsonFormatter(
