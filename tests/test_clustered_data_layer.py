@@ -332,6 +332,8 @@ async def test_signing_survives_a_redis_master_failover_and_nobody_signs_twice(
         redis={
             "PARAPHE_REDIS_SENTINELS": sentinel_group.sentinel_addresses,
             "PARAPHE_REDIS_SENTINEL_MASTER": SENTINEL_MASTER,
+            # The servers' and the sentinels' password, as production's Secret paraphe-redis.
+            "PARAPHE_REDIS_PASSWORD": sentinel_group.password,
         },
         signing_key=signing_key,
         signer_key=signer_key,
@@ -363,7 +365,9 @@ async def test_signing_survives_a_redis_master_failover_and_nobody_signs_twice(
         await services.assert_each_counted_once(database_url, petition, list(tokens))
         new_master = promoted[0]
         assert new_master.port != old_master.port
-        client = aioredis.Redis(host=LOCALHOST, port=new_master.port)
+        client = aioredis.Redis(
+            host=LOCALHOST, port=new_master.port, password=sentinel_group.password
+        )
         try:
             marks = [key async for key in client.scan_iter(f"sig:{petition}:*", count=5000)]
         finally:

@@ -1,14 +1,19 @@
 """The local stack's own pieces: the ports it picks, the proxy it writes, the tests' waits."""
 
 import asyncio
+import json
 import socket
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+import redis
 
+from paraphe_devstack.binaries import Binaries
 from paraphe_devstack.checks import mid_run
+from paraphe_devstack.keys import DevSecrets
 from paraphe_devstack.proxy import nginx_config
-from paraphe_devstack.servers import LOCALHOST, ephemeral_ports, free_port
+from paraphe_devstack.servers import LOCALHOST, RedisServer, ephemeral_ports, free_port
 
 
 def test_free_ports_are_bindable_distinct_and_outside_the_outgoing_range() -> None:
@@ -50,3 +55,45 @@ async def test_chaos_after_the_campaign_ended_is_a_failure_not_a_pass() -> None:
         await mid_run([202] * 100, 20, 100)
     with pytest.raises(TimeoutError):
         await mid_run([202] * 5, 20, 100, within=0.05)
+
+
+def test_secrets_of_an_older_state_directory_gain_what_is_new_and_keep_the_rest(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "secrets.json"
+    first = DevSecrets.load_or_create(path)
+    older = asdict(first)
+    del older["redis_password"]  # as written before Redis asked for a password
+    del older["nats_passwords"]["counter"]  # and before the counter had a NATS user
+    path.write_text(json.dumps(older))
+    again = DevSecrets.load_or_create(path)
+    assert again.redis_password
+    assert again.nats_passwords["counter"]
+    assert again.nats_passwords["signature-intake"] == first.nats_passwords["signature-intake"]
+    assert (again.signing_key, again.signer_key, again.pepper) == (
+        first.signing_key,
+        first.signer_key,
+        first.pepper,
+    )
+    assert DevSecrets.load_or_create(path) == again  # written back: made once
+    assert path.stat().st_mode & 0o077 == 0  # its owner's only
+
+
+def test_a_redis_with_a_password_turns_away_a_client_without_it(
+    binaries: Binaries, tmp_path: Path
+) -> None:
+    server = RedisServer(binaries.redis_server, tmp_path / "redis", free_port(), password="s3cret")
+    server.start()
+    try:
+        with server.client() as client:
+            assert client.ping()
+        with (
+            redis.Redis(LOCALHOST, server.port, socket_timeout=1) as anonymous,
+            pytest.raises(redis.AuthenticationError),
+        ):
+            anonymous.ping()
+        with redis.Redis.from_url(server.authenticated_url, socket_timeout=1) as by_url:
+            assert by_url.ping()
+        assert "s3cret" not in server.url  # what the services get: the password apart
+    finally:
+        server.stop()

@@ -194,7 +194,7 @@ async def test_after_signing_nothing_personal_remains_anywhere(
         async with browser.session.get(f"{browser.gateway}/_/{service}/metrics") as response:
             metrics += await response.text()
     places = {
-        "redis": await redis_contents(stack.redis.url),
+        "redis": await redis_contents(stack.redis.authenticated_url),
         "postgresql": database,
         "logs": logs,
         "jetstream": jetstream_files,

@@ -5,8 +5,10 @@ import urllib.error
 import urllib.request
 
 import pytest
+import redis
 
 from paraphe_devstack.binaries import Binaries
+from paraphe_devstack.servers import LOCALHOST
 from paraphe_devstack.stack import SERVICES, Stack, temporary_stack
 
 pytestmark = pytest.mark.stack
@@ -49,6 +51,20 @@ def test_nats_asks_every_client_for_tls_and_a_password(stack: Stack) -> None:
             assert env["PARAPHE_NATS_TLS_CA"] == str(stack.nats.tls.ca)
         else:
             assert "PARAPHE_NATS_TLS_CA" not in env
+
+
+def test_redis_asks_for_its_password_and_the_services_that_use_it_have_it(stack: Stack) -> None:
+    with (
+        redis.Redis(LOCALHOST, stack.redis.port, socket_timeout=2) as anonymous,
+        pytest.raises(redis.AuthenticationError),
+    ):
+        anonymous.ping()
+    for spec in SERVICES:
+        env = stack.service_env(spec)
+        if "redis" in spec.needs:
+            assert env["PARAPHE_REDIS_PASSWORD"] == stack.redis.password
+        else:
+            assert "PARAPHE_REDIS_PASSWORD" not in env
 
 
 def test_demo_petitions_are_served_through_the_proxy(stack: Stack) -> None:

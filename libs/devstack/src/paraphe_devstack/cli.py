@@ -68,6 +68,7 @@ def run() -> int:
     health:           {base}/_/<service>/healthz  (and /readyz, /metrics)
     services:         {", ".join(f"{n} :{p.port}" for n, p in stack.services.items())}
     PostgreSQL:       {stack.database_url}
+    Redis:            {stack.redis.url}  (password: redis_password in secrets.json)
     NATS:             {stack.nats.url}  (TLS, its authority: {authority};
                       a user per service; admin's password: nats_passwords in
                       {state_dir / "secrets.json"})

@@ -27,7 +27,7 @@ from nats.aio.client import Client as NatsClient
 from redis.exceptions import RedisError
 
 from paraphe_devstack.binaries import Binaries
-from paraphe_devstack.keys import new_nats_passwords
+from paraphe_devstack.keys import new_nats_passwords, new_redis_password
 from paraphe_devstack.servers import (
     LOCALHOST,
     ManagedProcess,
@@ -158,8 +158,10 @@ class NatsCluster:
 
 
 class RedisReplica(RedisServer):
-    def __init__(self, binary: Path, work_dir: Path, port: int, master_port: int) -> None:
-        super().__init__(binary, work_dir, port)
+    def __init__(
+        self, binary: Path, work_dir: Path, port: int, master_port: int, password: str | None
+    ) -> None:
+        super().__init__(binary, work_dir, port, password=password)
         self.name = work_dir.name
         self.master_port = master_port
 
@@ -167,18 +169,21 @@ class RedisReplica(RedisServer):
         return [*super().argv(), "--replicaof", LOCALHOST, str(self.master_port)]
 
     def ready(self) -> bool:
-        return super().ready() and _replication(self.port).get("master_link_status") == "up"
+        return super().ready() and _replication(self).get("master_link_status") == "up"
 
 
 class RedisSentinel(ManagedProcess):
     """``redis-server --sentinel`` with a configuration file of its own, which it rewrites."""
 
-    def __init__(self, binary: Path, work_dir: Path, port: int, master_port: int) -> None:
+    def __init__(
+        self, binary: Path, work_dir: Path, port: int, master_port: int, password: str | None
+    ) -> None:
         super().__init__(work_dir.name, work_dir / "sentinel.log")
         self.binary = binary
         self.work_dir = work_dir
         self.port = port
         self.master_port = master_port
+        self.password = password
 
     @property
     def config_path(self) -> Path:
@@ -188,11 +193,20 @@ class RedisSentinel(ManagedProcess):
         if self.config_path.exists():
             return  # a restart keeps what this sentinel learnt (the current master...)
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        # As production's: the sentinel asks its clients for the password, and gives it to
+        # the servers it watches.
+        password = (
+            f"requirepass {self.password}\nsentinel auth-pass {SENTINEL_MASTER} {self.password}\n"
+            if self.password is not None
+            else ""
+        )
+        self.config_path.touch(mode=0o600)
         self.config_path.write_text(
             f"port {self.port}\n"
             f"bind {LOCALHOST}\n"
             f"dir {self.work_dir}\n"
             f"sentinel monitor {SENTINEL_MASTER} {LOCALHOST} {self.master_port} 2\n"
+            f"{password}"
             # Short delays, so a test sees a failover in seconds rather than in a minute.
             f"sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n"
             f"sentinel failover-timeout {SENTINEL_MASTER} 10000\n"
@@ -203,7 +217,9 @@ class RedisSentinel(ManagedProcess):
         return [str(self.binary), str(self.config_path), "--sentinel", "--loglevel", "warning"]
 
     def client(self) -> redis.Redis:
-        return redis.Redis(LOCALHOST, self.port, socket_timeout=1, decode_responses=True)
+        return redis.Redis(
+            LOCALHOST, self.port, password=self.password, socket_timeout=1, decode_responses=True
+        )
 
     def ready(self) -> bool:
         try:
@@ -234,9 +250,9 @@ class RedisSentinel(ManagedProcess):
         )
 
 
-def _replication(port: int) -> dict[str, object]:
+def _replication(server: RedisServer) -> dict[str, object]:
     try:
-        with redis.Redis(LOCALHOST, port, socket_timeout=1, decode_responses=True) as client:
+        with server.client() as client:
             return dict(client.info("replication"))
     except (RedisError, OSError):
         return {}
@@ -247,14 +263,18 @@ class RedisSentinelGroup:
 
     def __init__(self, binary: Path, base_dir: Path, replicas: int = 2, sentinels: int = 3):
         master_port = free_port()
-        self.master = RedisServer(binary, base_dir / "redis-0", master_port)
+        # One password for the servers and the sentinels, as production's Secret paraphe-redis.
+        self.password = new_redis_password()
+        self.master = RedisServer(binary, base_dir / "redis-0", master_port, password=self.password)
         self.master.name = "redis-0"
         self.replicas = [
-            RedisReplica(binary, base_dir / f"redis-{n}", free_port(), master_port)
+            RedisReplica(binary, base_dir / f"redis-{n}", free_port(), master_port, self.password)
             for n in range(1, replicas + 1)
         ]
         self.sentinels = [
-            RedisSentinel(binary, base_dir / f"sentinel-{n}", free_port(), master_port)
+            RedisSentinel(
+                binary, base_dir / f"sentinel-{n}", free_port(), master_port, self.password
+            )
             for n in range(sentinels)
         ]
 
@@ -297,7 +317,8 @@ class RedisSentinelGroup:
             if len(seen) != 1 or old_master.port in seen or None in seen:
                 return False
             port = next(iter(seen))
-            return port is not None and _replication(port).get("role") == "master"
+            server = next((server for server in self.servers if server.port == port), None)
+            return server is not None and _replication(server).get("role") == "master"
 
         _wait_until(promoted, "the sentinels did not promote a replica", timeout)
         return self.current_master()

@@ -73,6 +73,11 @@ def new_nats_password() -> str:
     return "p" + secrets.token_hex(24)
 
 
+def new_redis_password() -> str:
+    """The password of Redis and of its sentinels (production's Secret paraphe-redis)."""
+    return secrets.token_urlsafe(33)
+
+
 def new_nats_passwords() -> dict[str, str]:
     """A password for each NATS user: the services' and ``admin``."""
     return {user: new_nats_password() for user in NATS_USERS}
@@ -88,6 +93,7 @@ class DevSecrets:
     franceconnect_client_secret: str
     staff_client_secret: str
     nats_passwords: dict[str, str]
+    redis_password: str
 
     @classmethod
     def load_or_create(cls, path: Path) -> DevSecrets:
@@ -102,8 +108,10 @@ class DevSecrets:
                     stored["staff_client_secret"],
                     # Made before NATS had users (or before one was added): the missing ones.
                     new_nats_passwords() | stored.get("nats_passwords", {}),
+                    # Made before Redis asked for a password: one now.
+                    stored.get("redis_password") or new_redis_password(),
                 )
-                if made.nats_passwords != stored.get("nats_passwords"):
+                if asdict(made) != stored:
                     made.save(path)
                 return made
         made = cls(
@@ -113,6 +121,7 @@ class DevSecrets:
             new_pepper(),
             new_pepper(),
             new_nats_passwords(),
+            new_redis_password(),
         )
         made.save(path)
         return made

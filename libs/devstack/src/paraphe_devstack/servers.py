@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import nats
+import redis
 from nats.aio.client import Client as NatsClient
+from redis.exceptions import RedisError
 
 from paraphe_devstack.nats_access import ADMIN, authorization, password_variable
 from paraphe_devstack.tls import TlsFiles
@@ -280,18 +282,36 @@ class PostgresServer(ManagedProcess):
 
 
 class RedisServer(ManagedProcess):
-    def __init__(self, binary: Path, work_dir: Path, port: int) -> None:
+    """One redis-server; with ``password``, it asks every client for it, as production's do
+    (``requirepass``, and ``masterauth`` for a replica), read from a file of its own."""
+
+    def __init__(
+        self, binary: Path, work_dir: Path, port: int, *, password: str | None = None
+    ) -> None:
         super().__init__("redis", work_dir / "redis.log")
         self.binary = binary
         self.work_dir = work_dir
         self.port = port
+        self.password = password
+
+    @property
+    def config_path(self) -> Path:
+        return self.work_dir / "redis.conf"
 
     def prepare(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        # The password in a file only its owner reads, never on the command line (ps).
+        self.config_path.unlink(missing_ok=True)
+        self.config_path.touch(mode=0o600)
+        if self.password is not None:
+            self.config_path.write_text(
+                f"requirepass {self.password}\nmasterauth {self.password}\n"
+            )
 
     def argv(self) -> Sequence[str]:
         return [
             str(self.binary),
+            str(self.config_path),
             "--port", str(self.port),
             "--bind", LOCALHOST,
             "--save", "",
@@ -301,17 +321,32 @@ class RedisServer(ManagedProcess):
             "--loglevel", "warning",
         ]  # fmt: skip
 
+    def client(self) -> redis.Redis:
+        """A client of this server's own (its checks, tests), with the password it asks."""
+        return redis.Redis(
+            LOCALHOST, self.port, password=self.password, socket_timeout=1, decode_responses=True
+        )
+
     def ready(self) -> bool:
         try:
-            with socket.create_connection((LOCALHOST, self.port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
+            with self.client() as client:
+                return bool(client.ping())
+        except (RedisError, OSError):
             return False
 
     @property
     def url(self) -> str:
+        """Where the services connect, their password given apart (``PARAPHE_REDIS_PASSWORD``),
+        as production's Secret gives it."""
         return f"redis://{LOCALHOST}:{self.port}/0"
+
+    @property
+    def authenticated_url(self) -> str:
+        """``url`` with the password in it: for tests and tools."""
+        if self.password is None:
+            return self.url
+        password = urllib.parse.quote(self.password, safe="")
+        return f"redis://:{password}@{LOCALHOST}:{self.port}/0"
 
 
 class NatsServer(ManagedProcess):

@@ -181,11 +181,15 @@ class Stack:
             binaries.postgres_bin, state_dir / "postgresql" / "data", ports.postgres,
             durable=durable,
         )  # fmt: skip
-        self.redis = RedisServer(binaries.redis_server, state_dir / "redis", ports.redis)
+        secrets = DevSecrets.load_or_create(state_dir / "secrets.json")
+        # Redis asks for a password, as production's does (the services get it apart).
+        self.redis = RedisServer(
+            binaries.redis_server, state_dir / "redis", ports.redis, password=secrets.redis_password
+        )
         # NATS admits each service as its own user, allowed only its own subjects, over TLS.
         self.nats = NatsServer(
             binaries.nats_server, state_dir / "nats" / "jetstream", ports.nats, ports.nats_monitor,
-            passwords=DevSecrets.load_or_create(state_dir / "secrets.json").nats_passwords,
+            passwords=secrets.nats_passwords,
             tls=local_certificates(state_dir / "nats" / "tls"),
         )  # fmt: skip
         self.services: dict[str, ServiceProcess] = {}
@@ -233,6 +237,8 @@ class Stack:
                 (STAFF_CLIENT_ID, secrets.staff_client_secret),
             )
         ]
+        if "redis" in spec.needs:
+            env.update(PARAPHE_REDIS_PASSWORD=secrets.redis_password)
         if "nats" in spec.needs:
             env.update(PARAPHE_NATS_PASSWORD=secrets.nats_passwords[spec.name])
             if self.nats.tls is not None:
