@@ -10,7 +10,7 @@ from pytest_aiohttp import AiohttpClient
 
 from paraphe_common.app import create_service_app
 from paraphe_common.logs import configure_logging
-from paraphe_common.resources import nats_connection
+from paraphe_common.resources import NATS, nats_connection
 from paraphe_common.settings import NatsSettings, ServiceSettings
 from paraphe_devstack.binaries import Binaries
 from paraphe_devstack.servers import NatsServer, free_port
@@ -51,10 +51,12 @@ async def test_a_nats_restart_over_tls_is_followed_without_a_false_alarm(
         assert (await client.get("/readyz")).status == 200
         await asyncio.to_thread(server.stop)  # the server closes the TLS connection
         await asyncio.to_thread(server.start)
+        connection = app[NATS]
         deadline = asyncio.get_running_loop().time() + 10
-        while (await client.get("/readyz")).status != 200:
+        while not (connection.stats["reconnects"] and connection.is_connected):
             assert asyncio.get_running_loop().time() < deadline, "NATS not reconnected"
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.05)
+        assert (await client.get("/readyz")).status == 200
     finally:
         server.stop()
     logged = capfd.readouterr().out
