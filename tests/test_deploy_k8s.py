@@ -747,6 +747,43 @@ def test_each_nats_service_trusts_the_nats_authority_and_holds_no_key(overlay: s
         assert secret["items"] == [{"key": "ca.crt", "path": "ca.crt"}]  # never tls.key
 
 
+def database_clients(overlay: str) -> list[tuple[Object, Object]]:
+    """Every container given PostgreSQL's address, with the workload it runs in."""
+    return [
+        (workload, container)
+        for kind in WORKLOADS
+        for workload in find(overlay, kind)
+        for container in containers(workload)
+        if any(v["name"] == "PARAPHE_DATABASE_URL" for v in container.get("env", []))
+    ]
+
+
+def test_prod_database_clients_verify_the_server_with_its_own_authority() -> None:
+    """libpq (the migrations) and asyncpg (the services) verify CloudNativePG's certificate
+    with the authority CloudNativePG made for this cluster, and hold nothing else of it."""
+    authority = f"{one('prod', 'Cluster', 'paraphe-database')['metadata']['name']}-ca"
+    clients = database_clients("prod")
+    assert {c["name"] for _, c in clients} == {"counter", "petition-catalog", "moderation"}
+    assert len(clients) == 6  # the three services and the migrations' three containers
+    for workload, container in clients:
+        env = {v["name"]: v.get("value") for v in container["env"]}
+        assert env["PGSSLMODE"] in {"verify-ca", "verify-full"}, container["name"]
+        volumes = {volume["name"]: volume for volume in pod_spec(workload)["volumes"]}
+        mount = next(
+            m
+            for m in container["volumeMounts"]
+            if env["PGSSLROOTCERT"].startswith(m["mountPath"] + "/")
+        )
+        secret = volumes[mount["name"]]["secret"]
+        assert secret["secretName"] == authority
+        assert secret["items"] == [{"key": "ca.crt", "path": "ca.crt"}]  # never ca.key
+
+
+def test_dev_database_clients_ask_no_tls_of_a_server_that_has_none() -> None:
+    for _, container in database_clients("dev"):
+        assert not {v["name"] for v in container["env"]} & {"PGSSLMODE", "PGSSLROOTCERT"}
+
+
 def test_prod_runs_redis_with_sentinels_and_the_services_follow_them() -> None:
     redis = one("prod", "StatefulSet", "redis")
     assert redis["spec"]["replicas"] == 3

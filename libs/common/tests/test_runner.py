@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +19,14 @@ import pytest
 
 from paraphe_devstack.binaries import Binaries
 from paraphe_devstack.keys import SignerKey, SigningKey
-from paraphe_devstack.servers import NatsServer, RedisServer, free_port, port_answers
+from paraphe_devstack.servers import (
+    NatsServer,
+    PostgresServer,
+    RedisServer,
+    free_port,
+    port_answers,
+    remove_tree,
+)
 from paraphe_devstack.tls import local_certificates
 
 SLOW_SERVICE = Path(__file__).with_name("slow_service.py")
@@ -266,6 +274,88 @@ def test_a_nats_authority_that_is_no_certificate_ends_with_one_line(
     )
     assert done.returncode == 2
     assert_one_clear_line(done, "PARAPHE_NATS_TLS_CA is invalid", "holds no PEM certificate")
+
+
+@pytest.fixture
+def tls_postgres(binaries: Binaries, tmp_path: Path) -> Iterator[PostgresServer]:
+    """A PostgreSQL of its own offering TLS, as CloudNativePG's do (not under tmp_path: the
+    server runs as its own account, which pytest's private directories shut out)."""
+    tls = local_certificates(tmp_path / "postgresql-tls")
+    base = Path(tempfile.mkdtemp(prefix="paraphe-test-pg-tls-"))
+    base.chmod(0o755)
+    server = PostgresServer(
+        binaries.postgres_bin, base / "data", free_port(), durable=False, tls=tls
+    )
+    try:
+        server.start()
+        server.psql("CREATE DATABASE paraphe")
+        yield server
+    finally:
+        server.stop()
+        remove_tree(base)
+
+
+def verifying(authority: Path) -> dict[str, str]:
+    """What production sets for libpq (migrations) and asyncpg (services) alike: TLS, the
+    server's certificate verified with this authority (the database cluster's own, which signs
+    nothing else: deploy/k8s/components/database-tls)."""
+    return {"PGSSLMODE": "verify-ca", "PGSSLROOTCERT": str(authority)}
+
+
+def test_a_service_verifies_postgresql_and_talks_to_it_in_tls_only(
+    tls_postgres: PostgresServer,
+    redis_server: RedisServer,
+    nats_server: NatsServer,
+    signing_key: SigningKey,
+) -> None:
+    assert tls_postgres.tls is not None
+    port = free_port()
+    env = service_env(
+        port=str(port),
+        host="127.0.0.1",
+        database_url=tls_postgres.url("paraphe"),
+        redis_url=redis_server.url,
+        nats_url=nats_server.url,
+        token_verification_keys=signing_key.public_jwks,
+    ) | verifying(tls_postgres.tls.ca)
+    migrate = [sys.executable, "-m", "paraphe_counter", "migrate"]
+    migrated = subprocess.run(migrate, env=env, capture_output=True, text=True, timeout=60)
+    assert migrated.returncode == 0, migrated.stderr
+    with service_process([sys.executable, "-m", "paraphe_counter"], env) as process:
+        wait_for_port(port, process)
+        assert get_json(f"http://127.0.0.1:{port}/readyz")[0] == 200
+        in_clear, in_tls = tls_postgres.psql(
+            "SELECT count(*) FILTER (WHERE NOT s.ssl), count(*) FILTER (WHERE s.ssl)"
+            " FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)"
+            " WHERE a.datname = 'paraphe'"
+        ).split("|")
+        assert (int(in_clear), int(in_tls) > 0) == (0, True)
+
+
+def test_a_postgresql_whose_certificate_is_not_trusted_ends_with_one_line(
+    tls_postgres: PostgresServer,
+    redis_server: RedisServer,
+    nats_server: NatsServer,
+    signing_key: SigningKey,
+    tmp_path: Path,
+) -> None:
+    """A server presenting a certificate of another authority (an impostor, or the wrong
+    authority configured): neither the migrations nor the service go on; one line each."""
+    other_authority = local_certificates(tmp_path / "other-tls")
+    env = service_env(
+        database_url=tls_postgres.url("paraphe"),
+        redis_url=redis_server.url,
+        nats_url=nats_server.url,
+        token_verification_keys=signing_key.public_jwks,
+    ) | verifying(other_authority.ca)
+    for argv in (["migrate"], []):
+        done = subprocess.run(
+            [sys.executable, "-m", "paraphe_counter", *argv],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 1
+        # (libpq says "SSL error", asyncpg "[SSL: CERTIFICATE_VERIFY_FAILED]")
+        assert_one_clear_line(done, f"PostgreSQL at 127.0.0.1:{tls_postgres.port}", "SSL")
 
 
 def test_migrating_an_unreachable_database_ends_with_one_line() -> None:

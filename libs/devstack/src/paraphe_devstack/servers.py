@@ -190,20 +190,46 @@ class ManagedProcess:
 
 
 class PostgresServer(ManagedProcess):
+    """One PostgreSQL cluster; with ``tls``, it offers TLS with ``tls.cert``, as
+    CloudNativePG's servers do with theirs (clients choose to verify it: ``PGSSLMODE``)."""
+
     stop_signal = signal.SIGINT  # "fast" shutdown: roll back sessions, checkpoint, exit
 
-    def __init__(self, bindir: Path, data_dir: Path, port: int, *, durable: bool = True) -> None:
+    def __init__(
+        self,
+        bindir: Path,
+        data_dir: Path,
+        port: int,
+        *,
+        durable: bool = True,
+        tls: TlsFiles | None = None,
+    ) -> None:
         super().__init__("postgresql", data_dir.parent / "postgresql.log")
         self.bindir = bindir
         self.data_dir = data_dir
         self.port = port
         self.durable = durable
+        self.tls = tls
 
     def user(self) -> str | None:
         # PostgreSQL refuses to run as root; Debian's package created this account.
         return "postgres" if os.geteuid() == 0 else None
 
     def prepare(self) -> None:
+        self._initdb()
+        if self.tls is not None:
+            # Inside the data directory, the server's account its only reader: PostgreSQL
+            # refuses a key others may read.
+            for source, name in ((self.tls.cert, "server.crt"), (self.tls.key, "server.key")):
+                target = self.data_dir / name
+                shutil.copyfile(source, target)
+                target.chmod(0o600)
+                account = self.user()
+                if account is not None:
+                    entry = pwd.getpwnam(account)
+                    os.chown(target, entry.pw_uid, entry.pw_gid)
+
+    def _initdb(self) -> None:
         if (self.data_dir / "PG_VERSION").exists():
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -244,6 +270,9 @@ class PostgresServer(ManagedProcess):
             # Test servers trade crash safety for speed: their data dies with the test run.
             argv += ["-c", "fsync=off", "-c", "synchronous_commit=off"]
             argv += ["-c", "full_page_writes=off"]
+        if self.tls is not None:
+            argv += ["-c", "ssl=on", "-c", "ssl_cert_file=server.crt"]
+            argv += ["-c", "ssl_key_file=server.key"]
         return argv
 
     def ready(self) -> bool:

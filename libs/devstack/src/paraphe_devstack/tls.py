@@ -1,6 +1,7 @@
-"""Local certificates for NATS's TLS: a private certificate authority and a server certificate
-it signs, made on this machine and never committed (production's come from cert-manager,
-deploy/k8s/components/nats-tls).
+"""Local certificates for the data layer's TLS (NATS locally; PostgreSQL in a test): a private
+certificate authority and a server certificate it signs, made on this machine and never
+committed. Production's come from cert-manager (deploy/k8s/components/nats-tls) and from
+CloudNativePG.
 
 The server certificate names ``localhost`` and ``127.0.0.1``: the local servers listen there,
 clients verify the name they connect to, and a cluster's servers present the same certificate
@@ -63,7 +64,7 @@ def _still_valid(files: TlsFiles) -> bool:
 def _make(files: TlsFiles) -> None:
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "paraphe local NATS authority")])
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "paraphe local authority")])
     ca = (
         _builder(ca_name, ca_name, ca_key.public_key(), now)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
