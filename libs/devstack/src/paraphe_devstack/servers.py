@@ -220,11 +220,11 @@ class PostgresServer(ManagedProcess):
         if self.tls is not None:
             # Inside the data directory, the server's account its only reader: PostgreSQL
             # refuses a key others may read.
+            account = self.user()
             for source, name in ((self.tls.cert, "server.crt"), (self.tls.key, "server.key")):
                 target = self.data_dir / name
                 shutil.copyfile(source, target)
                 target.chmod(0o600)
-                account = self.user()
                 if account is not None:
                     entry = pwd.getpwnam(account)
                     os.chown(target, entry.pw_uid, entry.pw_gid)
