@@ -43,7 +43,7 @@ def restore_stack(binaries: Binaries) -> Iterator[Stack]:
 
 @pytest.fixture
 async def redis_client(restore_stack: Stack) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(restore_stack.redis.authenticated_url)
+    client = restore_stack.redis.async_client()
     yield client
     await client.aclose()
 

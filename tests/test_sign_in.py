@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-import redis.asyncio as aioredis
 
 from paraphe_devstack.browser import Browser
+from paraphe_devstack.servers import RedisServer
 from paraphe_devstack.stack import FRANCECONNECT_CLIENT_ID, Stack
 from paraphe_franceconnect_sandbox.identities import generated_citizen
 
@@ -129,8 +129,8 @@ async def test_logout_ends_the_franceconnect_session_too(browser: Browser, stack
     assert browser.cookie(SIGNER_COOKIE) is None
 
 
-async def redis_contents(url: str) -> str:
-    client = aioredis.from_url(url)
+async def redis_contents(server: RedisServer) -> str:
+    client = server.async_client()
     found: list[str] = []
     try:
         async for key in client.scan_iter(count=1000):
@@ -194,7 +194,7 @@ async def test_after_signing_nothing_personal_remains_anywhere(
         async with browser.session.get(f"{browser.gateway}/_/{service}/metrics") as response:
             metrics += await response.text()
     places = {
-        "redis": await redis_contents(stack.redis.authenticated_url),
+        "redis": await redis_contents(stack.redis),
         "postgresql": database,
         "logs": logs,
         "jetstream": jetstream_files,

@@ -159,7 +159,7 @@ async def assert_each_counted_once(stack: Stack, petition: str, signers: list[st
 
 @pytest.fixture
 async def redis_client(chaos_stack: Stack) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(chaos_stack.redis.authenticated_url)
+    client = chaos_stack.redis.async_client()
     yield client
     await client.aclose()
 

@@ -276,6 +276,47 @@ def test_a_nats_authority_that_is_no_certificate_ends_with_one_line(
     assert_one_clear_line(done, "PARAPHE_NATS_TLS_CA is invalid", "holds no PEM certificate")
 
 
+def test_a_redis_server_whose_certificate_is_not_trusted_ends_with_one_line(
+    binaries: Binaries, signing_key: SigningKey, signer_key: SignerKey, tmp_path: Path
+) -> None:
+    """A Redis presenting a certificate of another authority than PARAPHE_REDIS_TLS_CA's: no
+    connection, one line (the URL's redis:// does not turn TLS off: the authority decides)."""
+    server = RedisServer(
+        binaries.redis_server, tmp_path / "redis", free_port(),
+        tls=local_certificates(tmp_path / "server-tls"),
+    )  # fmt: skip
+    other_authority = local_certificates(tmp_path / "other-tls")
+    server.start()
+    try:
+        done = run_service(
+            "paraphe_signature_intake",
+            redis_url=f"redis://127.0.0.1:{server.port}/0",
+            redis_tls_ca=str(other_authority.ca),
+            nats_url="nats://127.0.0.1:1",  # never reached: Redis is connected to first
+            token_verification_keys=signing_key.public_jwks,
+            signer_token_keys=signer_key.secret_jwks,
+            signer_token_key_id=signer_key.kid,
+        )
+    finally:
+        server.stop()
+    assert done.returncode == 1
+    assert_one_clear_line(
+        done, f"Redis at 127.0.0.1:{server.port} is unreachable", "CERTIFICATE_VERIFY_FAILED"
+    )
+
+
+def test_a_redis_authority_that_is_no_certificate_ends_with_one_line(tmp_path: Path) -> None:
+    not_a_certificate = tmp_path / "ca.pem"
+    not_a_certificate.write_text("-----BEGIN NOTHING-----\n")
+    done = run_service(
+        "paraphe_auth_gateway",
+        redis_url="redis://127.0.0.1:1/0",
+        redis_tls_ca=str(not_a_certificate),
+    )
+    assert done.returncode == 2
+    assert_one_clear_line(done, "PARAPHE_REDIS_TLS_CA is invalid", "holds no PEM certificate")
+
+
 @pytest.fixture
 def tls_postgres(binaries: Binaries, tmp_path: Path) -> Iterator[PostgresServer]:
     """A PostgreSQL of its own offering TLS, as CloudNativePG's do (not under tmp_path: the

@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
+from redis.asyncio.connection import SSLConnection
 from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import RedisError
 
@@ -84,28 +85,45 @@ def postgres(settings: PostgresSettings) -> CleanupContext:
     return postgres_pool
 
 
+def _redis_tls(settings: RedisSettings) -> dict[str, Any]:
+    """What a connection needs to speak TLS to a server of ``redis_tls_ca``'s authority, its
+    name checked: nothing when no authority is set."""
+    if settings.redis_tls_ca is None:
+        return {}
+    return {
+        "ssl_ca_certs": str(settings.redis_tls_ca),
+        "ssl_cert_reqs": "required",
+        "ssl_check_hostname": True,
+    }
+
+
 def _redis_client(settings: RedisSettings) -> tuple[aioredis.Redis, list[aioredis.Redis], str]:
     """The client, the sentinel clients behind it (to close too), and where it points."""
     password = (
         settings.redis_password.get_secret_value() if settings.redis_password is not None else None
     )
+    tls = _redis_tls(settings)
     if settings.redis_url is not None:
         url = settings.redis_url.get_secret_value()
+        # TLS by the authority's setting, not by the scheme: redis:// does not turn it off.
+        in_tls: dict[str, Any] = {"connection_class": SSLConnection, **tls} if tls else {}
         # A password in the URL wins over PARAPHE_REDIS_PASSWORD.
         client = aioredis.from_url(
             url,
             password=password,
             socket_connect_timeout=settings.redis_connect_timeout,
             max_connections=settings.redis_max_connections,
+            **in_tls,
         )
         return client, [], describe_endpoint(url)
-    timeouts = {"socket_connect_timeout": settings.redis_connect_timeout}
+    common = {"socket_connect_timeout": settings.redis_connect_timeout, "password": password}
+    if tls:
+        common |= {"ssl": True} | tls  # for the sentinels, and for the servers they name
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
         settings.redis_sentinel_addresses,
-        sentinel_kwargs=timeouts | {"password": password},
-        password=password,
+        sentinel_kwargs=common,
         db=settings.redis_database,
-        **timeouts,
+        **common,
     )
     endpoint = f"master {settings.redis_sentinel_master} through sentinels " + ",".join(
         settings.redis_sentinels

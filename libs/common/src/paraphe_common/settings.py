@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, FilePath, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -64,6 +72,18 @@ class PostgresSettings(BaseSettings):
     database_connect_timeout: float = Field(default=5.0, gt=0)
 
 
+def _holds_certificates(path: Path) -> Path:
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (ssl.SSLError, ValueError) as exc:
+        raise ValueError(f"holds no PEM certificate ({exc})") from None
+    return path
+
+
+# A file of PEM certificates (a certificate authority's) that servers are verified with.
+CertificateAuthorityFile = Annotated[FilePath, AfterValidator(_holds_certificates)]
+
+
 def _comma_separated(value: Any) -> Any:
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(",") if part.strip())
@@ -94,6 +114,10 @@ class RedisSettings(BaseSettings):
     # The password of the Redis servers and of the sentinels, when they ask for one (kept out
     # of PARAPHE_REDIS_URL, so that it can come from a Secret of its own).
     redis_password: SecretStr | None = None
+    # The certificate authority the Redis servers' and the sentinels' certificates are
+    # verified with: set, every connection is TLS (whatever the URL's scheme) and the name
+    # connected to is checked against the certificate. None: servers without TLS (a test's own).
+    redis_tls_ca: CertificateAuthorityFile | None = None
     # With sentinels; a PARAPHE_REDIS_URL names its database in its path.
     redis_database: int = Field(default=0, ge=0)
     redis_connect_timeout: float = Field(default=2.0, gt=0)
@@ -176,20 +200,10 @@ class NatsSettings(BaseSettings):
     nats_password: SecretStr | None = None
     # The certificate authority the NATS servers' certificates are verified with: set, the
     # connection is TLS, the server's name checked. None: a server without TLS (a test's own).
-    nats_tls_ca: FilePath | None = None
+    nats_tls_ca: CertificateAuthorityFile | None = None
     nats_connect_timeout: float = Field(default=2.0, gt=0)
     # 1 on a single server; 3 on the production cluster.
     nats_stream_replicas: int = Field(default=1, ge=1, le=5)
-
-    @field_validator("nats_tls_ca")
-    @classmethod
-    def _certificates(cls, value: Path | None) -> Path | None:
-        if value is not None:
-            try:
-                ssl.create_default_context(cafile=str(value))
-            except (ssl.SSLError, ValueError) as exc:
-                raise ValueError(f"holds no PEM certificate ({exc})") from None
-        return value
 
     @property
     def nats_servers(self) -> list[str]:

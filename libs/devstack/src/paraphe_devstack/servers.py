@@ -27,6 +27,7 @@ from typing import IO, Any
 
 import nats
 import redis
+import redis.asyncio as aioredis
 from nats.aio.client import Client as NatsClient
 from redis.exceptions import RedisError
 
@@ -312,16 +313,25 @@ class PostgresServer(ManagedProcess):
 
 class RedisServer(ManagedProcess):
     """One redis-server; with ``password``, it asks every client for it, as production's do
-    (``requirepass``, and ``masterauth`` for a replica), read from a file of its own."""
+    (``requirepass``, and ``masterauth`` for a replica), read from a file of its own; with
+    ``tls``, it speaks TLS only (to its clients and, as a replica, to its master), presenting
+    ``tls.cert``."""
 
     def __init__(
-        self, binary: Path, work_dir: Path, port: int, *, password: str | None = None
+        self,
+        binary: Path,
+        work_dir: Path,
+        port: int,
+        *,
+        password: str | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         super().__init__("redis", work_dir / "redis.log")
         self.binary = binary
         self.work_dir = work_dir
         self.port = port
         self.password = password
+        self.tls = tls
 
     @property
     def config_path(self) -> Path:
@@ -332,16 +342,17 @@ class RedisServer(ManagedProcess):
         # The password in a file only its owner reads, never on the command line (ps).
         self.config_path.unlink(missing_ok=True)
         self.config_path.touch(mode=0o600)
+        lines = []
         if self.password is not None:
-            self.config_path.write_text(
-                f"requirepass {self.password}\nmasterauth {self.password}\n"
-            )
+            lines += [f"requirepass {self.password}", f"masterauth {self.password}"]
+        lines += redis_tls_lines(self.tls, self.port)
+        self.config_path.write_text("".join(f"{line}\n" for line in lines))
 
     def argv(self) -> Sequence[str]:
         return [
             str(self.binary),
             str(self.config_path),
-            "--port", str(self.port),
+            *(() if self.tls is not None else ("--port", str(self.port))),
             "--bind", LOCALHOST,
             "--save", "",
             "--appendonly", "no",
@@ -353,8 +364,20 @@ class RedisServer(ManagedProcess):
     def client(self) -> redis.Redis:
         """A client of this server's own (its checks, tests), with the password it asks."""
         return redis.Redis(
-            LOCALHOST, self.port, password=self.password, socket_timeout=1, decode_responses=True
+            LOCALHOST, self.port, password=self.password, socket_timeout=1,
+            decode_responses=True, **self.tls_options,
+        )  # fmt: skip
+
+    def async_client(self) -> aioredis.Redis:
+        """An asyncio client, as the services connect (for tests and tools)."""
+        return aioredis.Redis(
+            host=LOCALHOST, port=self.port, password=self.password, **self.tls_options
         )
+
+    @property
+    def tls_options(self) -> dict[str, Any]:
+        """What a redis-py client needs to verify this server: nothing without TLS."""
+        return redis_client_tls(self.tls)
 
     def ready(self) -> bool:
         try:
@@ -366,16 +389,33 @@ class RedisServer(ManagedProcess):
     @property
     def url(self) -> str:
         """Where the services connect, their password given apart (``PARAPHE_REDIS_PASSWORD``),
-        as production's Secret gives it."""
-        return f"redis://{LOCALHOST}:{self.port}/0"
+        as production's Secret gives it; with TLS they trust ``tls.ca``
+        (``PARAPHE_REDIS_TLS_CA``)."""
+        scheme = "redis" if self.tls is None else "rediss"
+        return f"{scheme}://{LOCALHOST}:{self.port}/0"
 
-    @property
-    def authenticated_url(self) -> str:
-        """``url`` with the password in it: for tests and tools."""
-        if self.password is None:
-            return self.url
-        password = urllib.parse.quote(self.password, safe="")
-        return f"redis://:{password}@{LOCALHOST}:{self.port}/0"
+
+def redis_tls_lines(tls: TlsFiles | None, port: int) -> list[str]:
+    """A Redis server's or a sentinel's configuration for TLS alone on ``port``, as
+    production's: no port in clear, clients authenticated by the password rather than by a
+    certificate, TLS to the servers it replicates from or watches."""
+    if tls is None:
+        return []
+    return [
+        "port 0",
+        f"tls-port {port}",
+        f"tls-cert-file {tls.cert}",
+        f"tls-key-file {tls.key}",
+        f"tls-ca-cert-file {tls.ca}",
+        "tls-auth-clients no",
+        "tls-replication yes",
+    ]
+
+
+def redis_client_tls(tls: TlsFiles | None) -> dict[str, Any]:
+    if tls is None:
+        return {}
+    return {"ssl": True, "ssl_ca_certs": str(tls.ca), "ssl_check_hostname": True}
 
 
 class NatsServer(ManagedProcess):
