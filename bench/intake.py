@@ -28,7 +28,7 @@ from paraphe_common.petition_states import PetitionState, publish_state
 from paraphe_common.streams import petitions_bucket
 from paraphe_common.tokens import SIGNER
 from paraphe_devstack.binaries import ensure_binaries, ensure_programs
-from paraphe_devstack.keys import new_signer_key, new_signing_key
+from paraphe_devstack.keys import new_redis_password, new_signer_key, new_signing_key
 from paraphe_devstack.servers import NatsServer, RedisServer, free_port, port_answers, remove_tree
 from paraphe_devstack.tls import local_certificates
 
@@ -110,9 +110,12 @@ def main() -> None:
     binaries = ensure_binaries()
     ensure_programs("wrk")
     work = Path(tempfile.mkdtemp(prefix="paraphe-bench-"))
-    redis = RedisServer(binaries.redis_server, work / "redis", free_port())
-    # NATS in TLS, as production runs it (docs/security.md).
+    # Redis and NATS in TLS, Redis with a password, as production runs them (docs/security.md).
     tls = local_certificates(work / "tls")
+    redis_password = new_redis_password()
+    redis = RedisServer(
+        binaries.redis_server, work / "redis", free_port(), password=redis_password, tls=tls
+    )
     nats_server = NatsServer(
         binaries.nats_server, work / "nats" / "js", free_port(), free_port(), tls=tls
     )
@@ -151,6 +154,8 @@ def main() -> None:
             command = [sys.executable, "-m"]
         service_env = {k: v for k, v in os.environ.items() if not k.startswith("PARAPHE_")} | {
             "PARAPHE_REDIS_URL": redis.url,
+            "PARAPHE_REDIS_PASSWORD": redis_password,
+            "PARAPHE_REDIS_TLS_CA": str(tls.ca),
             "PARAPHE_NATS_URL": nats_server.url,
             "PARAPHE_NATS_TLS_CA": str(tls.ca),
             "PARAPHE_TOKEN_VERIFICATION_KEYS": key.public_jwks,

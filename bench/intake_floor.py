@@ -33,8 +33,14 @@ PREFIX, SUFFIX = "/api/petitions/", "/signatures"
 
 
 async def serve() -> None:
-    redis = aioredis.from_url(os.environ["PARAPHE_REDIS_URL"])
-    ca = os.environ.get("PARAPHE_NATS_TLS_CA")  # as intake: TLS when the server has it
+    # As intake: the password, and TLS when the servers have it.
+    redis_ca = os.environ.get("PARAPHE_REDIS_TLS_CA")
+    redis = aioredis.from_url(
+        os.environ["PARAPHE_REDIS_URL"],
+        password=os.environ.get("PARAPHE_REDIS_PASSWORD"),
+        **({"ssl_ca_certs": redis_ca} if redis_ca else {}),
+    )
+    ca = os.environ.get("PARAPHE_NATS_TLS_CA")
     tls = ssl.create_default_context(cafile=ca) if ca else None
     connection = await nats.connect(os.environ["PARAPHE_NATS_URL"], tls=tls)
     await ensure_signatures_stream(connection.jetstream())

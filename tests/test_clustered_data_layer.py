@@ -20,7 +20,7 @@ import asyncpg
 import nats
 import nats.errors
 import pytest
-import redis.asyncio as aioredis
+import redis
 
 from paraphe_common.petition_states import PetitionState, publish_state
 from paraphe_common.streams import SIGNATURES, petitions_bucket
@@ -332,8 +332,10 @@ async def test_signing_survives_a_redis_master_failover_and_nobody_signs_twice(
         redis={
             "PARAPHE_REDIS_SENTINELS": sentinel_group.sentinel_addresses,
             "PARAPHE_REDIS_SENTINEL_MASTER": SENTINEL_MASTER,
-            # The servers' and the sentinels' password, as production's Secret paraphe-redis.
+            # The servers' and the sentinels' password, as production's Secret paraphe-redis,
+            # and their authority: every connection, to a sentinel or a server, is TLS.
             "PARAPHE_REDIS_PASSWORD": sentinel_group.password,
+            "PARAPHE_REDIS_TLS_CA": str(sentinel_group.tls.ca),
         },
         signing_key=signing_key,
         signer_key=signer_key,
@@ -341,6 +343,19 @@ async def test_signing_survives_a_redis_master_failover_and_nobody_signs_twice(
     await services.start()
     try:
         old_master = sentinel_group.current_master()
+        # As production's: the servers and the sentinels take no client in clear (the services
+        # and the sentinels' own links are TLS).
+        ports = [s.port for s in sentinel_group.servers] + [
+            s.port for s in sentinel_group.sentinels
+        ]
+        for port in ports:
+            with (
+                redis.Redis(
+                    LOCALHOST, port, password=sentinel_group.password, socket_timeout=2
+                ) as in_clear,
+                pytest.raises(redis.ConnectionError),
+            ):
+                in_clear.ping()
         petition = await services.open_petition()
         tokens = services.tokens(SIGNERS, "sentinel-")
         # Each person tries twice; the repeats come while the failover happens.
@@ -365,9 +380,7 @@ async def test_signing_survives_a_redis_master_failover_and_nobody_signs_twice(
         await services.assert_each_counted_once(database_url, petition, list(tokens))
         new_master = promoted[0]
         assert new_master.port != old_master.port
-        client = aioredis.Redis(
-            host=LOCALHOST, port=new_master.port, password=sentinel_group.password
-        )
+        client = new_master.async_client()
         try:
             marks = [key async for key in client.scan_iter(f"sig:{petition}:*", count=5000)]
         finally:

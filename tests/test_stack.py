@@ -53,9 +53,21 @@ def test_nats_asks_every_client_for_tls_and_a_password(stack: Stack) -> None:
             assert "PARAPHE_NATS_TLS_CA" not in env
 
 
-def test_redis_asks_for_its_password_and_the_services_that_use_it_have_it(stack: Stack) -> None:
+def test_redis_asks_every_client_for_tls_and_a_password(stack: Stack) -> None:
+    """As in production: a client in clear is turned away, a client in TLS without the password
+    too, and every service that uses Redis has both the password and the stack's authority."""
+    assert stack.redis.tls is not None
     with (
-        redis.Redis(LOCALHOST, stack.redis.port, socket_timeout=2) as anonymous,
+        redis.Redis(
+            LOCALHOST, stack.redis.port, password=stack.redis.password, socket_timeout=2
+        ) as in_clear,
+        pytest.raises(redis.ConnectionError),
+    ):
+        in_clear.ping()
+    with (
+        redis.Redis(
+            LOCALHOST, stack.redis.port, socket_timeout=2, **stack.redis.tls_options
+        ) as anonymous,
         pytest.raises(redis.AuthenticationError),
     ):
         anonymous.ping()
@@ -63,8 +75,11 @@ def test_redis_asks_for_its_password_and_the_services_that_use_it_have_it(stack:
         env = stack.service_env(spec)
         if "redis" in spec.needs:
             assert env["PARAPHE_REDIS_PASSWORD"] == stack.redis.password
+            assert env["PARAPHE_REDIS_TLS_CA"] == str(stack.redis.tls.ca)
+            assert env["PARAPHE_REDIS_URL"].startswith("rediss://")
         else:
             assert "PARAPHE_REDIS_PASSWORD" not in env
+            assert "PARAPHE_REDIS_TLS_CA" not in env
 
 
 def test_demo_petitions_are_served_through_the_proxy(stack: Stack) -> None:

@@ -60,7 +60,8 @@ def run() -> int:
         state_dir.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(str(os.getpid()))
         base = f"http://localhost:{ports.proxy}"
-        authority = stack.nats.tls.ca if stack.nats.tls is not None else "none"
+        nats_authority = stack.nats.tls.ca if stack.nats.tls is not None else "none"
+        redis_authority = stack.redis.tls.ca if stack.redis.tls is not None else "none"
         _say(
             f"""ready.
     site:             {base}/
@@ -68,8 +69,9 @@ def run() -> int:
     health:           {base}/_/<service>/healthz  (and /readyz, /metrics)
     services:         {", ".join(f"{n} :{p.port}" for n, p in stack.services.items())}
     PostgreSQL:       {stack.database_url}
-    Redis:            {stack.redis.url}  (password: redis_password in secrets.json)
-    NATS:             {stack.nats.url}  (TLS, its authority: {authority};
+    Redis:            {stack.redis.url}  (TLS, its authority: {redis_authority};
+                      password: redis_password in secrets.json)
+    NATS:             {stack.nats.url}  (TLS, its authority: {nats_authority};
                       a user per service; admin's password: nats_passwords in
                       {state_dir / "secrets.json"})
     logs:             {state_dir / "logs"}/

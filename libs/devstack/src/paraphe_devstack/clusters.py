@@ -35,6 +35,8 @@ from paraphe_devstack.servers import (
     RedisServer,
     ServerFailed,
     free_port,
+    redis_client_tls,
+    redis_tls_lines,
     tls_block,
 )
 from paraphe_devstack.tls import TlsFiles, local_certificates
@@ -159,9 +161,15 @@ class NatsCluster:
 
 class RedisReplica(RedisServer):
     def __init__(
-        self, binary: Path, work_dir: Path, port: int, master_port: int, password: str | None
+        self,
+        binary: Path,
+        work_dir: Path,
+        port: int,
+        master_port: int,
+        password: str | None,
+        tls: TlsFiles | None,
     ) -> None:
-        super().__init__(binary, work_dir, port, password=password)
+        super().__init__(binary, work_dir, port, password=password, tls=tls)
         self.name = work_dir.name
         self.master_port = master_port
 
@@ -173,10 +181,18 @@ class RedisReplica(RedisServer):
 
 
 class RedisSentinel(ManagedProcess):
-    """``redis-server --sentinel`` with a configuration file of its own, which it rewrites."""
+    """``redis-server --sentinel`` with a configuration file of its own, which it rewrites;
+    with ``tls``, in TLS alone, to its clients, the servers it watches and the other
+    sentinels."""
 
     def __init__(
-        self, binary: Path, work_dir: Path, port: int, master_port: int, password: str | None
+        self,
+        binary: Path,
+        work_dir: Path,
+        port: int,
+        master_port: int,
+        password: str | None,
+        tls: TlsFiles | None,
     ) -> None:
         super().__init__(work_dir.name, work_dir / "sentinel.log")
         self.binary = binary
@@ -184,6 +200,7 @@ class RedisSentinel(ManagedProcess):
         self.port = port
         self.master_port = master_port
         self.password = password
+        self.tls = tls
 
     @property
     def config_path(self) -> Path:
@@ -200,10 +217,10 @@ class RedisSentinel(ManagedProcess):
             if self.password is not None
             else ""
         )
+        listen = redis_tls_lines(self.tls, self.port) or [f"port {self.port}"]
         self.config_path.touch(mode=0o600)
         self.config_path.write_text(
-            f"port {self.port}\n"
-            f"bind {LOCALHOST}\n"
+            "".join(f"{line}\n" for line in listen) + f"bind {LOCALHOST}\n"
             f"dir {self.work_dir}\n"
             f"sentinel monitor {SENTINEL_MASTER} {LOCALHOST} {self.master_port} 2\n"
             f"{password}"
@@ -218,8 +235,9 @@ class RedisSentinel(ManagedProcess):
 
     def client(self) -> redis.Redis:
         return redis.Redis(
-            LOCALHOST, self.port, password=self.password, socket_timeout=1, decode_responses=True
-        )
+            LOCALHOST, self.port, password=self.password, socket_timeout=1,
+            decode_responses=True, **redis_client_tls(self.tls),
+        )  # fmt: skip
 
     def ready(self) -> bool:
         try:
@@ -259,22 +277,25 @@ def _replication(server: RedisServer) -> dict[str, object]:
 
 
 class RedisSentinelGroup:
-    """A master, two replicas and three sentinels: the production Redis, on loopback."""
+    """A master, two replicas and three sentinels: the production Redis, on loopback, in TLS
+    (every server and sentinel presenting the same certificate, as production's)."""
 
     def __init__(self, binary: Path, base_dir: Path, replicas: int = 2, sentinels: int = 3):
         master_port = free_port()
         # One password for the servers and the sentinels, as production's Secret paraphe-redis.
         self.password = new_redis_password()
-        self.master = RedisServer(binary, base_dir / "redis-0", master_port, password=self.password)
+        self.tls = local_certificates(base_dir / "tls")
+        self.master = RedisServer(
+            binary, base_dir / "redis-0", master_port, password=self.password, tls=self.tls
+        )
         self.master.name = "redis-0"
+        secured = (self.password, self.tls)
         self.replicas = [
-            RedisReplica(binary, base_dir / f"redis-{n}", free_port(), master_port, self.password)
+            RedisReplica(binary, base_dir / f"redis-{n}", free_port(), master_port, *secured)
             for n in range(1, replicas + 1)
         ]
         self.sentinels = [
-            RedisSentinel(
-                binary, base_dir / f"sentinel-{n}", free_port(), master_port, self.password
-            )
+            RedisSentinel(binary, base_dir / f"sentinel-{n}", free_port(), master_port, *secured)
             for n in range(sentinels)
         ]
 

@@ -182,10 +182,13 @@ class Stack:
             durable=durable,
         )  # fmt: skip
         secrets = DevSecrets.load_or_create(state_dir / "secrets.json")
-        # Redis asks for a password, as production's does (the services get it apart).
+        # Redis asks for a password, over TLS only, as production's does (the services get the
+        # password apart, and trust the local authority).
         self.redis = RedisServer(
-            binaries.redis_server, state_dir / "redis", ports.redis, password=secrets.redis_password
-        )
+            binaries.redis_server, state_dir / "redis", ports.redis,
+            password=secrets.redis_password,
+            tls=local_certificates(state_dir / "redis" / "tls"),
+        )  # fmt: skip
         # NATS admits each service as its own user, allowed only its own subjects, over TLS.
         self.nats = NatsServer(
             binaries.nats_server, state_dir / "nats" / "jetstream", ports.nats, ports.nats_monitor,
@@ -239,6 +242,8 @@ class Stack:
         ]
         if "redis" in spec.needs:
             env.update(PARAPHE_REDIS_PASSWORD=secrets.redis_password)
+            if self.redis.tls is not None:
+                env.update(PARAPHE_REDIS_TLS_CA=str(self.redis.tls.ca))
         if "nats" in spec.needs:
             env.update(PARAPHE_NATS_PASSWORD=secrets.nats_passwords[spec.name])
             if self.nats.tls is not None:
