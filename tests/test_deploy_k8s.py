@@ -14,23 +14,30 @@ import importlib
 import importlib.util
 import inspect
 import json
+import os
 import re
 import shutil
 import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
-from functools import cache
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import kubernetes_validate  # type: ignore[import-untyped]
 import nats.errors
 import pytest
+import redis
+import redis.sentinel
 import yaml  # type: ignore[import-untyped]
 from nats.aio.client import Client as NatsClient
 from pydantic_settings import BaseSettings
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from yamllint import linter  # type: ignore[import-untyped]
 from yamllint.config import YamlLintConfig  # type: ignore[import-untyped]
 
@@ -44,7 +51,7 @@ from paraphe_devstack.nats_access import (
 from paraphe_devstack.proxy import ROUTES
 from paraphe_devstack.servers import LOCALHOST, free_port, port_answers
 from paraphe_devstack.stack import SERVICES
-from paraphe_devstack.tls import local_certificates
+from paraphe_devstack.tls import LocalAuthority, TlsFiles, local_certificates
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
@@ -787,7 +794,7 @@ def test_dev_database_clients_ask_no_tls_of_a_server_that_has_none() -> None:
 def test_prod_runs_redis_with_sentinels_and_the_services_follow_them() -> None:
     redis = one("prod", "StatefulSet", "redis")
     assert redis["spec"]["replicas"] == 3
-    assert {c["name"] for c in pod_spec(redis)["containers"]} == {"redis", "sentinel"}
+    assert {c["name"] for c in pod_spec(redis)["containers"]} == {"redis", "sentinel", "reloader"}
     script = one("prod", "ConfigMap", "redis-scripts")["data"]["configure.sh"]
     assert "sentinel monitor paraphe ${master} 6379 2" in script
     settings = platform_settings("prod")
@@ -818,6 +825,596 @@ def test_dev_runs_single_instances_and_the_sandbox() -> None:
     assert (
         issuer == one("dev", "ConfigMap", "franceconnect-sandbox")["data"]["PARAPHE_SANDBOX_ISSUER"]
     )
+
+
+# ---- Redis over TLS ------------------------------------------------------------------------
+
+
+REDIS_TLS_DIR = "/etc/redis-tls"  # where components/redis-tls mounts the servers' certificate
+SERVICE_REDIS_CA = "/etc/paraphe/redis-tls/ca.crt"
+RELOAD_SCRIPT = K8S / "components" / "redis-tls" / "reload-tls.sh"
+# Letters only: the configurations are searched for port numbers.
+REDIS_PASSWORD = "passwordOfTheRedisGroup"
+
+
+def redis_pod_names(namespace: str) -> set[str]:
+    """The names configure.sh gives production's Redis pods: the peers it asks where the
+    master is, and each pod's own, which its server and sentinel announce (and which the
+    sentinels give the services as the master's address)."""
+    script = one("prod", "ConfigMap", "redis-scripts")["data"]["configure.sh"]
+    domain = re.search(r'domain="([^"]+)"', script)
+    peers = re.search(r"for peer in ([a-z0-9 -]+); do", script)
+    assert domain is not None
+    assert peers is not None
+    assert 'me="$(hostname).${domain}"' in script
+    domain_name = domain[1].replace("${POD_NAMESPACE}", namespace)
+    return {f"{peer}.{domain_name}" for peer in peers[1].split()}
+
+
+def redis_hosts(overlay: str) -> set[str]:
+    """Every name Redis is reached by, each checked against its certificate: the services'
+    server (dev) or sentinels (prod), and in prod the pods' own names."""
+    settings = platform_settings(overlay)
+    hosts = set()
+    if "PARAPHE_REDIS_URL" in settings:
+        hosts.add(str(urlsplit(settings["PARAPHE_REDIS_URL"]).hostname))
+    sentinels = settings.get("PARAPHE_REDIS_SENTINELS", "")
+    hosts |= {address.rsplit(":", 1)[0] for address in sentinels.split(",") if address}
+    if find(overlay, "ConfigMap", "redis-scripts"):
+        hosts |= redis_pod_names(one(overlay, "StatefulSet", "redis")["metadata"]["namespace"])
+    return hosts
+
+
+def test_redis_certificate_names_every_host_clients_and_peers_reach(overlay: str) -> None:
+    certificate = one(overlay, "Certificate", "redis-server")["spec"]
+    assert certificate["secretName"] == "paraphe-redis-tls"
+    # Server and client: replicas connect to their master, sentinels to servers and one another.
+    assert {"server auth", "client auth"} <= set(certificate["usages"])
+    hosts = redis_hosts(overlay)
+    assert len(hosts) == (1 if overlay == "dev" else 6)
+    for host in hosts:
+        assert any(certifies(name, host) for name in certificate["dnsNames"]), host
+    # Signed by the Redis authority (not NATS'), itself from the bootstrap issuer, all in the
+    # overlay.
+    authority = one(overlay, "Issuer", certificate["issuerRef"]["name"])["spec"]["ca"]
+    ca = one(overlay, "Certificate", "paraphe-redis-ca")["spec"]
+    assert ca["isCA"] is True
+    assert ca["secretName"] == authority["secretName"] == "paraphe-redis-ca"
+    assert "selfSigned" in one(overlay, "Issuer", ca["issuerRef"]["name"])["spec"]
+
+
+def redis_cli_calls(text: str) -> list[str]:
+    """Each redis-cli command of a shell text, its continued lines joined."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    return [line[line.index("redis-cli") :] for line in joined.splitlines() if "redis-cli" in line]
+
+
+def test_redis_and_its_sentinels_read_the_certificate_where_it_is_mounted(overlay: str) -> None:
+    redis_set = one(overlay, "StatefulSet", "redis")
+    pod = pod_spec(redis_set)
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    by_name = {c["name"]: c for c in containers(redis_set)}
+    expected = {"redis", "reloader"} | ({"configure", "sentinel"} if overlay == "prod" else set())
+    assert set(by_name) == expected
+    for container in by_name.values():
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        secret = volumes[mounts[REDIS_TLS_DIR]]["secret"]
+        assert secret == {"secretName": "paraphe-redis-tls", "defaultMode": 0o440}
+    # Owner and group may read: Redis' user is in the group the kubelet gives the files.
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+    # Every redis-cli, the probes' and configure.sh's, speaks TLS and verifies the server.
+    texts = [
+        " ".join(c["readinessProbe"]["exec"]["command"])
+        for c in by_name.values()
+        if "readinessProbe" in c
+    ]
+    if overlay == "prod":
+        texts.append(one(overlay, "ConfigMap", "redis-scripts")["data"]["configure.sh"])
+    calls = [call for text in texts for call in redis_cli_calls(text)]
+    assert len(calls) == (1 if overlay == "dev" else 3)
+    for call in calls:
+        assert f"--tls --cacert {REDIS_TLS_DIR}/ca.crt" in call, call
+    # Liveness: a TCP connection, which a TLS port accepts as any other.
+    for name in {"redis", "sentinel"} & set(by_name):
+        assert "tcpSocket" in by_name[name]["livenessProbe"]
+
+
+def test_the_redis_reloader_runs_the_components_script_for_the_pods_redis(overlay: str) -> None:
+    redis_set = one(overlay, "StatefulSet", "redis")
+    volumes = {volume["name"]: volume for volume in pod_spec(redis_set)["volumes"]}
+    by_name = {c["name"]: c for c in containers(redis_set)}
+    reloader = by_name["reloader"]
+    assert reloader["image"] == by_name["redis"]["image"]  # its redis-cli, sh and sha256sum
+    mounts = {m["mountPath"]: m["name"] for m in reloader["volumeMounts"]}
+    shell, script_path = reloader["command"]
+    assert shell == "sh"
+    directory, script_name = script_path.rsplit("/", 1)
+    scripts = one(overlay, "ConfigMap", volumes[mounts[directory]]["configMap"]["name"])
+    script = scripts["data"][script_name]
+    assert script == RELOAD_SCRIPT.read_text(encoding="utf-8")
+    assert f"\ntls={REDIS_TLS_DIR}\n" in script
+    env = {variable["name"]: variable for variable in reloader["env"]}
+    password = env.pop("REDIS_PASSWORD")["valueFrom"]["secretKeyRef"]
+    assert password == {"name": "paraphe-redis", "key": "password"}
+    ports = {p["name"]: p["containerPort"] for c in by_name.values() for p in c.get("ports", [])}
+    assert ports["redis"] == 6379  # the reloader's default
+    if "sentinel" in by_name:  # restarted by the reloader, at the port it listens on
+        assert env.pop("RELOAD_SENTINEL_PORT")["value"] == str(ports["sentinel"])
+    assert env == {}  # the tests' settings (intervals) are left at their defaults
+
+
+def test_each_redis_service_trusts_the_redis_authority_and_holds_no_key(overlay: str) -> None:
+    for spec in DEPLOYED:
+        deployment = one(overlay, "Deployment", spec.name)
+        container = pod_spec(deployment)["containers"][0]
+        env = {variable["name"]: variable.get("value") for variable in container.get("env", [])}
+        if "redis" not in spec.needs:
+            assert "PARAPHE_REDIS_TLS_CA" not in env
+            continue
+        assert env["PARAPHE_REDIS_TLS_CA"] == SERVICE_REDIS_CA
+        volumes = {volume["name"]: volume for volume in pod_spec(deployment)["volumes"]}
+        mount = next(
+            m
+            for m in container["volumeMounts"]
+            if SERVICE_REDIS_CA.startswith(m["mountPath"] + "/")
+        )
+        assert mount["readOnly"] is True
+        secret = volumes[mount["name"]]["secret"]
+        assert secret["secretName"] == "paraphe-redis-tls"
+        assert secret["items"] == [{"key": "ca.crt", "path": "ca.crt"}]  # never tls.key
+
+
+def issued(authority: LocalAuthority, directory: Path) -> TlsFiles:
+    """A server certificate of ``authority`` with a new key, under the names of the Secret's
+    keys (as cert-manager renews one: a new key, the same authority)."""
+    return authority.issue(
+        TlsFiles(directory / "ca.crt", directory / "tls.crt", directory / "tls.key")
+    )
+
+
+class MountedSecret:
+    """A Secret volume as the kubelet lays it out and updates it: each key a link through
+    ``..data`` to the directory of the current version, which an update swaps in one rename
+    (readers never see half of an update)."""
+
+    def __init__(self, directory: Path, tls: TlsFiles) -> None:
+        self.directory = directory
+        self.versions = 0
+        directory.mkdir()
+        self.write(tls)
+
+    def write(self, tls: TlsFiles) -> None:
+        self.versions += 1
+        version = self.directory / f"..version-{self.versions}"
+        version.mkdir()
+        for key, source in (("ca.crt", tls.ca), ("tls.crt", tls.cert), ("tls.key", tls.key)):
+            shutil.copyfile(source, version / key)
+            if not (self.directory / key).is_symlink():
+                (self.directory / key).symlink_to(f"..data/{key}")
+        staged = self.directory / "..data_tmp"
+        staged.symlink_to(version.name)
+        staged.replace(self.directory / "..data")
+
+
+class Processes:
+    """Servers a test starts, each logging to a file of its name; all stopped at the end."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.running: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        assert name not in self.running or self.running[name].poll() is not None, name
+        with (self.log_dir / f"{name}.log").open("ab") as log:
+            self.running[name] = subprocess.Popen(
+                argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+
+    def __getitem__(self, name: str) -> subprocess.Popen[bytes]:
+        return self.running[name]
+
+    def log(self, name: str) -> str:
+        return (self.log_dir / f"{name}.log").read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        for process in self.running.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.running.values():
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    started = Processes(tmp_path)
+    yield started
+    started.stop_all()
+
+
+def eventually(condition: Callable[[], bool], what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
+        time.sleep(0.1)
+
+
+def redis_client(
+    port: int, ca: Path | None, password: str | None = REDIS_PASSWORD, host: str = "localhost"
+) -> redis.Redis:
+    """A client as the services make one: with an authority, TLS, the name connected to checked
+    against the certificate. It fails at once (no retries: the tests wait themselves)."""
+    once = Retry(NoBackoff(), 0)
+    if ca is None:
+        return redis.Redis(
+            host, port, password=password, socket_timeout=2, decode_responses=True, retry=once
+        )
+    return redis.Redis(
+        host, port, password=password, socket_timeout=2, decode_responses=True, retry=once,
+        ssl=True, ssl_ca_certs=str(ca), ssl_cert_reqs="required", ssl_check_hostname=True,
+    )  # fmt: skip
+
+
+def ping(port: int, ca: Path | None, password: str | None = REDIS_PASSWORD) -> str:
+    """PONG, or the error the client failed with."""
+    try:
+        with redis_client(port, ca, password) as client:
+            return "PONG" if client.ping() else "no answer"
+    except redis.RedisError as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def answers(port: int, ca: Path) -> bool:
+    return ping(port, ca) == "PONG"
+
+
+def presented(port: int) -> bytes:
+    """The certificate a TLS server presents (DER), or nothing when it does not answer."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # whatever it presents: compared by the caller
+    try:
+        with (
+            socket.create_connection((LOCALHOST, port), timeout=2) as connection,
+            context.wrap_socket(connection) as tls,
+        ):
+            return tls.getpeercert(binary_form=True) or b""
+    except OSError:
+        return b""
+
+
+def der(certificate: Path) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(certificate.read_text())
+
+
+def presents(ports: list[int], certificate: Path) -> bool:
+    """Whether the servers at ``ports`` all present this certificate."""
+    return all(presented(port) == der(certificate) for port in ports)
+
+
+def fake_hostname(directory: Path, name: str) -> Path:
+    """A directory to put first in PATH, where ``hostname`` answers ``name``, as in a pod."""
+    directory.mkdir(parents=True, exist_ok=True)
+    program = directory / "hostname"
+    program.write_text(f"#!/bin/sh\necho {name}\n")
+    program.chmod(0o755)
+    return directory
+
+
+def test_the_dev_redis_serves_tls_only_with_its_password(
+    binaries: Binaries, processes: Processes, tmp_path: Path
+) -> None:
+    """Dev's redis-server arguments, run by a real server with a certificate where the component
+    mounts it: a client that verifies the server with the authority, and gives the password,
+    is answered (and the readiness probe); without the password, in clear, or trusting another
+    authority, refused."""
+    redis_set = one("dev", "StatefulSet", "redis")
+    container = next(c for c in pod_spec(redis_set)["containers"] if c["name"] == "redis")
+    tls = MountedSecret(tmp_path / "redis-tls", local_certificates(tmp_path / "certificates"))
+    args = container["args"]
+    options = dict(zip(args[::2], args[1::2], strict=True))
+    assert options["--port"] == "0"  # no clear-text port
+    assert options["--tls-port"] == "6379"
+    assert options["--tls-auth-clients"] == "no"
+    for option, key in (("cert", "tls.crt"), ("key", "tls.key"), ("ca-cert", "ca.crt")):
+        assert options[f"--tls-{option}-file"] == f"{REDIS_TLS_DIR}/{key}"
+    assert options["--requirepass"] == "$(REDIS_PASSWORD)"  # the kubelet's expansion
+    port = free_port()
+    (tmp_path / "data").mkdir()
+    here = {
+        "--requirepass": REDIS_PASSWORD,
+        "--tls-port": str(port),
+        "--dir": str(tmp_path / "data"),
+    }
+    argv = [str(binaries.redis_server)]
+    for option, value in options.items():
+        argv += [option, here.get(option, value.replace(REDIS_TLS_DIR, str(tls.directory)))]
+    processes.start("redis", [*argv, "--bind", LOCALHOST])
+    authority = tls.directory / "ca.crt"
+    eventually(partial(answers, port, authority), "redis-server answers in TLS")
+    assert "Authentication" in ping(port, authority, password=None)
+    assert ping(port, None).startswith("ConnectionError")
+    other = local_certificates(tmp_path / "other-authority").ca
+    assert "certificate verify failed" in ping(port, other)
+    probe = container["readinessProbe"]["exec"]["command"]
+    assert probe[:2] == ["sh", "-c"]
+    command = probe[2].replace(REDIS_TLS_DIR, str(tls.directory)).replace("-p 6379", f"-p {port}")
+    path = f"{binaries.redis_server.parent}:{os.environ['PATH']}"
+    done = subprocess.run(
+        ["sh", "-c", command], env={"PATH": path, "REDIS_PASSWORD": REDIS_PASSWORD},
+        capture_output=True, check=False, timeout=10,
+    )  # fmt: skip
+    assert done.returncode == 0, done
+
+
+@dataclass
+class RedisPod:
+    ordinal: int
+    config: Path  # /config: redis.conf and sentinel.conf, as configure.sh wrote them
+    written: dict[str, str]  # what configure.sh wrote, before this machine's names and ports
+    server_port: int
+    sentinel_port: int
+    bin: Path  # hostname answers redis-<ordinal>
+
+
+@dataclass
+class RedisGroup:
+    """Production's Redis pods on this machine, each a redis-server and a sentinel started on
+    the configuration configure.sh wrote, sharing the mounted certificate."""
+
+    pods: list[RedisPod]
+    tls: MountedSecret
+    authority: LocalAuthority
+    initial: TlsFiles  # the certificate mounted first
+    processes: Processes
+    redis_bin: Path  # redis-server, redis-cli
+
+    def start_server(self, pod: RedisPod) -> None:
+        config = str(pod.config / "redis.conf")
+        self.processes.start(
+            f"server-{pod.ordinal}", [str(self.redis_bin / "redis-server"), config]
+        )
+
+    def start_sentinel(self, pod: RedisPod) -> None:
+        """The sentinel's container, as the kubelet starts it (again): on /config/sentinel.conf."""
+        config = str(pod.config / "sentinel.conf")
+        argv = [str(self.redis_bin / "redis-server"), config, "--sentinel"]
+        self.processes.start(f"sentinel-{pod.ordinal}", argv)
+
+    def env(self, pod: RedisPod, **variables: str) -> dict[str, str]:
+        path = f"{pod.bin}:{self.redis_bin}:{os.environ['PATH']}"
+        return {"PATH": path, "REDIS_PASSWORD": REDIS_PASSWORD, **variables}
+
+    def sentinel_peers(self, pod: RedisPod) -> list[str]:
+        """The flags of every other sentinel that pod's knows ("sentinel" alone: it answers)."""
+        try:
+            with redis_client(pod.sentinel_port, self.tls.directory / "ca.crt") as client:
+                return [peer["flags"] for peer in client.sentinel_sentinels("paraphe")]
+        except redis.RedisError:
+            return []
+
+    def sentinels_meet(self) -> bool:
+        """Whether each sentinel knows every other, and hears from it."""
+        return all(self.sentinel_peers(pod) == ["sentinel"] for pod in self.pods)
+
+
+def configure_redis_pod(root: Path, tls: Path, ordinal: int, redis_bin: Path) -> RedisPod:
+    """Prod's configure.sh run for real as redis-<ordinal>'s init container, the other pods out of
+    reach (as at the group's first start: redis-0 the master), its paths this machine's; then
+    what it wrote made to run here: each pod's name localhost, its ports free ones."""
+    script = one("prod", "ConfigMap", "redis-scripts")["data"]["configure.sh"]
+    pod = root / f"redis-{ordinal}"
+    (pod / "config").mkdir(parents=True)
+    (pod / "data").mkdir()
+    for path, here in (("/config/", f"{pod}/config/"), (f"{REDIS_TLS_DIR}/", f"{tls}/"),
+                       ("dir /data\n", f"dir {pod}/data\n")):  # fmt: skip
+        assert path in script
+        script = script.replace(path, here)
+    (pod / "configure.sh").write_text(script)
+    bin_dir = fake_hostname(pod / "bin", f"redis-{ordinal}")
+    done = subprocess.run(
+        ["sh", str(pod / "configure.sh")],
+        env={"PATH": f"{bin_dir}:{redis_bin}:{os.environ['PATH']}", "POD_NAMESPACE": "paraphe",
+             "REDIS_PASSWORD": REDIS_PASSWORD},
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    files = ("redis.conf", "sentinel.conf")
+    written = {name: (pod / "config" / name).read_text() for name in files}
+    return RedisPod(ordinal, pod / "config", written, free_port(), free_port(), bin_dir)
+
+
+def run_here(text: str, pod: RedisPod, servers: list[int]) -> str:
+    """A configuration configure.sh wrote, for this machine: the pods' names localhost (each
+    pod's server then told by its port), the ports free ones, listening on the loopback."""
+    domain = re.escape(".redis-headless.paraphe.svc.cluster.local")
+    text = re.sub(rf"redis-(\d){domain} 6379\b", lambda m: f"localhost {servers[int(m[1])]}", text)
+    text = re.sub(rf"redis-\d{domain}", "localhost", text)
+    text = text.replace("tls-port 6379\n", f"tls-port {pod.server_port}\n")
+    text = text.replace("tls-port 26379\n", f"tls-port {pod.sentinel_port}\n")
+    assert "svc.cluster.local" not in text
+    # (The loopback only; replicas' first synchronisation at once, not after 5 s.)
+    return text + "bind 127.0.0.1 -::1\nrepl-diskless-sync-delay 0\n"
+
+
+@pytest.fixture
+def redis_group(binaries: Binaries, processes: Processes, tmp_path: Path) -> RedisGroup:
+    authority = LocalAuthority()
+    initial = issued(authority, tmp_path / "authority" / "first")
+    tls = MountedSecret(tmp_path / "redis-tls", initial)
+    redis_bin = binaries.redis_server.parent
+    assert (redis_bin / "redis-cli").exists()
+    pods = [configure_redis_pod(tmp_path, tls.directory, n, redis_bin) for n in range(2)]
+    servers = [pod.server_port for pod in pods]
+    for pod in pods:
+        for name, text in pod.written.items():
+            (pod.config / name).write_text(run_here(text, pod, servers))
+    group = RedisGroup(pods, tls, authority, initial, processes, redis_bin)
+    ca = tls.directory / "ca.crt"
+    for pod in pods:
+        group.start_server(pod)
+        eventually(partial(answers, pod.server_port, ca), f"redis-{pod.ordinal}'s server")
+    # The sentinels once the replica follows: their first look at the master finds it.
+    with redis_client(pods[1].server_port, ca) as client:
+        eventually(lambda: client.info("replication")["master_link_status"] == "up", "replication")
+    for pod in pods:
+        group.start_sentinel(pod)
+        eventually(partial(answers, pod.sentinel_port, ca), f"redis-{pod.ordinal}'s sentinel")
+    eventually(group.sentinels_meet, "the sentinels know one another")
+    return group
+
+
+def test_prod_redis_configuration_is_tls_only_for_clients_replicas_and_sentinels(
+    redis_group: RedisGroup, tmp_path: Path
+) -> None:
+    """What prod's configure.sh writes, run by real servers and sentinels: no clear-text port;
+    the replica follows its master in TLS; the sentinels find one another in TLS; a client as
+    the services make one (the authority, the password) finds the master through the sentinels
+    and is answered; in clear, or trusting another authority, refused everywhere."""
+    group = redis_group
+    tls_lines = [f"tls-cert-file {group.tls.directory}/tls.crt",
+                 f"tls-key-file {group.tls.directory}/tls.key",
+                 f"tls-ca-cert-file {group.tls.directory}/ca.crt",
+                 "tls-auth-clients no", "tls-replication yes"]  # fmt: skip
+    for pod in group.pods:
+        for name, tls_port in (("redis.conf", "6379"), ("sentinel.conf", "26379")):
+            lines = pod.written[name].splitlines()
+            assert "port 0" in lines, name
+            assert f"tls-port {tls_port}" in lines, name
+            assert set(tls_lines) <= set(lines), name
+    master, replica = group.pods
+    ca = group.tls.directory / "ca.crt"
+    with redis_client(replica.server_port, ca) as client:
+        assert client.info("replication")["master_link_status"] == "up"  # in TLS
+    with redis_client(master.sentinel_port, ca) as client:
+        replicas = client.sentinel_slaves("paraphe")
+    assert [(r["ip"], r["port"], r["flags"]) for r in replicas] == [
+        ("localhost", replica.server_port, "slave")  # "slave" alone: reached, in TLS
+    ]
+    # As the services ask: the sentinels, in TLS, name the master, reached in TLS by that name.
+    sentinels = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        [("localhost", pod.sentinel_port) for pod in group.pods],
+        sentinel_kwargs={"password": REDIS_PASSWORD, "ssl": True, "ssl_ca_certs": str(ca),
+                         "ssl_check_hostname": True, "socket_timeout": 2},
+        password=REDIS_PASSWORD, ssl=True, ssl_ca_certs=str(ca), ssl_check_hostname=True,
+        socket_timeout=2,
+    )  # fmt: skip
+    found = sentinels.discover_master("paraphe")  # type: ignore[no-untyped-call]
+    assert found == ("localhost", master.server_port)
+    with sentinels.master_for("paraphe") as client:  # type: ignore[no-untyped-call]
+        assert client.set("signed", "1")
+    for sentinel in sentinels.sentinels:
+        sentinel.close()
+    with redis_client(replica.server_port, ca) as client:
+        eventually(lambda: client.get("signed") == "1", "the write replicated")
+    other = local_certificates(tmp_path / "other-authority").ca
+    for pod in group.pods:
+        for port in (pod.server_port, pod.sentinel_port):
+            assert ping(port, None).startswith("ConnectionError"), port
+            assert "certificate verify failed" in ping(port, other), port
+    # The containers' readiness probes, as they are, answered.
+    redis_set = one("prod", "StatefulSet", "redis")
+    for container in containers(redis_set):
+        if "readinessProbe" not in container:
+            continue
+        command = container["readinessProbe"]["exec"]["command"][2]
+        command = command.replace(REDIS_TLS_DIR, str(group.tls.directory))
+        command = command.replace("-p 26379", f"-p {master.sentinel_port}")
+        command = command.replace("-p 6379", f"-p {master.server_port}")
+        done = subprocess.run(
+            ["sh", "-c", command], env=group.env(master), capture_output=True, check=False,
+            timeout=10,
+        )  # fmt: skip
+        assert done.returncode == 0, container["name"]
+
+
+def start_reloader(group: RedisGroup, pod: RedisPod, **settings: str) -> None:
+    """The pod's reloader sidecar, the script from the rendered ConfigMap, looking at the
+    mounted files every 0.2 s; returns once it has taken the current ones in."""
+    script = one("prod", "ConfigMap", "redis-tls-reload")["data"]["reload-tls.sh"]
+    script = script.replace(f"\ntls={REDIS_TLS_DIR}\n", f"\ntls={group.tls.directory}\n")
+    path = pod.config.parent / "reload-tls.sh"
+    path.write_text(script)
+    env = group.env(
+        pod, RELOAD_SERVER_PORT=str(pod.server_port), RELOAD_SENTINEL_PORT=str(pod.sentinel_port),
+        RELOAD_INTERVAL="0.2", **settings,
+    )  # fmt: skip
+    name = f"reloader-{pod.ordinal}"
+    group.processes.start(name, ["sh", str(path)], env)
+    eventually(lambda: "watching" in group.processes.log(name), f"{name} starts")
+
+
+def test_the_reloader_has_redis_take_its_renewed_certificate_one_sentinel_at_a_time(
+    redis_group: RedisGroup,
+) -> None:
+    """cert-manager renews the certificate (a new key, the same authority) and the kubelet swaps
+    the files: each pod's reloader has its server load them at once (no restart: the data and
+    the clients stay), then shuts its sentinel down for the kubelet to start again on the new
+    files: redis-0's first; redis-1's after its stagger, and not while redis-0's is down."""
+    group = redis_group
+    first, second = group.pods
+    for pod in group.pods:
+        start_reloader(group, pod, RELOAD_STAGGER="3", RELOAD_PEER_WAIT="60")
+    ca = group.tls.directory / "ca.crt"
+    with redis_client(first.server_port, ca) as client:
+        client.set("kept", "1")
+        renewed = issued(group.authority, group.tls.directory.parent / "renewed")
+        renewed_at = time.monotonic()
+        group.tls.write(renewed)
+        servers = [pod.server_port for pod in group.pods]
+        eventually(partial(presents, servers, renewed.cert), "the servers present the renewal")
+        assert client.get("kept") == "1"  # the same server, its data kept
+    assert group.processes["sentinel-0"].wait(10) == 0  # a clean exit, restarted by the kubelet
+    # redis-1's stagger is over (3 s): its sentinel waits for redis-0's, still down.
+    time.sleep(max(0.0, renewed_at + 4.5 - time.monotonic()))
+    assert group.processes["sentinel-1"].poll() is None, "both sentinels down at once"
+    assert group.sentinel_peers(second) != ["sentinel"]
+    group.start_sentinel(first)  # the kubelet
+    assert group.processes["sentinel-1"].wait(15) == 0
+    group.start_sentinel(second)
+    sentinels = [pod.sentinel_port for pod in group.pods]
+    eventually(partial(presents, sentinels, renewed.cert), "the sentinels present the renewal")
+    eventually(group.sentinels_meet, "the sentinels know one another again")
+    for pod in group.pods:
+        log = group.processes.log(f"reloader-{pod.ordinal}")
+        assert log.count("redis-server reloaded the certificate") == 1, log
+        assert log.count("sentinel asked to shut down") == 1, log
+    with redis_client(first.sentinel_port, ca) as client:
+        assert client.sentinel_get_master_addr_by_name("paraphe") == (
+            "localhost",
+            first.server_port,
+        )
+
+
+def test_the_reloader_has_redis_take_a_certificate_of_a_new_authority(
+    redis_group: RedisGroup, tmp_path: Path
+) -> None:
+    """When the authority itself changes (renewed, or Secret paraphe-redis-ca lost), the new
+    ca.crt cannot verify what the servers still present: the reloader reaches its own server
+    all the same (over the pod's loopback) and has it load the new files; a sentinel whose
+    peers it can no longer verify restarts after RELOAD_PEER_WAIT rather than never."""
+    group = redis_group
+    first, second = group.pods
+    start_reloader(group, first)
+    start_reloader(group, second, RELOAD_STAGGER="1", RELOAD_PEER_WAIT="2")
+    new = local_certificates(tmp_path / "new-authority")
+    group.tls.write(new)
+    servers = [pod.server_port for pod in group.pods]
+    eventually(partial(presents, servers, new.cert), "the servers present the new certificate")
+    assert group.processes["sentinel-0"].wait(10) == 0
+    group.start_sentinel(first)
+    assert group.processes["sentinel-1"].wait(15) == 0
+    assert "still down after 2s" in group.processes.log("reloader-1")
+    group.start_sentinel(second)
+    sentinels = [pod.sentinel_port for pod in group.pods]
+    eventually(partial(presents, sentinels, new.cert), "the sentinels present the new certificate")
+    eventually(group.sentinels_meet, "the sentinels know one another again")
+    for port in servers + sentinels:
+        assert ping(port, new.ca) == "PONG"
+        assert "certificate verify failed" in ping(port, group.initial.ca)
 
 
 # ---- monitoring and secrets ----------------------------------------------------------------

@@ -46,7 +46,7 @@ def local_certificates(directory: Path) -> TlsFiles:
     """The certificates in ``directory``, made there first when missing or close to expiry."""
     files = TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server-key.pem")
     if not _still_valid(files):
-        _make(files)
+        LocalAuthority().issue(files)
     return files
 
 
@@ -61,45 +61,62 @@ def _still_valid(files: TlsFiles) -> bool:
     return files.key.exists() and all(c.not_valid_after_utc > horizon for c in certificates)
 
 
-def _make(files: TlsFiles) -> None:
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "paraphe local authority")])
-    ca = (
-        _builder(ca_name, ca_name, ca_key.public_key(), now)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_key_usage(signs_certificates=True), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    server_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    alternative_names: list[x509.GeneralName] = [x509.DNSName(name) for name in LOCAL_NAMES]
-    alternative_names += [x509.IPAddress(ipaddress.ip_address(a)) for a in LOCAL_ADDRESSES]
-    server = (
-        _builder(server_name, ca_name, server_key.public_key(), now)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(signs_certificates=False), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
+class LocalAuthority:
+    """A private certificate authority whose key stays in memory: it signs a server's
+    certificate and, later, its renewals (a new key, the same authority), as cert-manager's CA
+    Issuer does."""
+
+    def __init__(self) -> None:
+        now = datetime.datetime.now(datetime.UTC)
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "paraphe local authority")])
+        self.certificate = (
+            _builder(self.name, self.name, self.key.public_key(), now)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(_key_usage(signs_certificates=True), critical=True)
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False
+            )
+            .sign(self.key, hashes.SHA256())
         )
-        .add_extension(x509.SubjectAlternativeName(alternative_names), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    files.ca.parent.mkdir(parents=True, exist_ok=True)
-    files.key.unlink(missing_ok=True)
-    files.key.touch(mode=0o600)
-    files.key.write_bytes(
-        server_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+
+    def issue(self, files: TlsFiles) -> TlsFiles:
+        """A server certificate with a new key, written with the authority's own at ``files``."""
+        now = datetime.datetime.now(datetime.UTC)
+        server_key = ec.generate_private_key(ec.SECP256R1())
+        server_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+        alternative_names: list[x509.GeneralName] = [x509.DNSName(name) for name in LOCAL_NAMES]
+        alternative_names += [x509.IPAddress(ipaddress.ip_address(a)) for a in LOCAL_ADDRESSES]
+        server = (
+            _builder(server_name, self.name, server_key.public_key(), now)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_key_usage(signs_certificates=False), critical=True)
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
+            .add_extension(x509.SubjectAlternativeName(alternative_names), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
+            .sign(self.key, hashes.SHA256())
         )
-    )
-    files.cert.write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        files.ca.parent.mkdir(parents=True, exist_ok=True)
+        files.key.unlink(missing_ok=True)
+        files.key.touch(mode=0o600)
+        files.key.write_bytes(
+            server_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        files.cert.write_bytes(server.public_bytes(serialization.Encoding.PEM))
+        files.ca.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
+        return files
 
 
 def _builder(
