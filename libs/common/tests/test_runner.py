@@ -167,6 +167,16 @@ def run_service(module: str, *args: str, **settings: str) -> subprocess.Complete
     )
 
 
+def intake_keys(signing_key: SigningKey, signer_key: SignerKey) -> dict[str, str]:
+    """The keys signature-intake needs to start: verifying access tokens, checking signer
+    tokens."""
+    return {
+        "token_verification_keys": signing_key.public_jwks,
+        "signer_token_keys": signer_key.secret_jwks,
+        "signer_token_key_id": signer_key.kid,
+    }
+
+
 def assert_one_clear_line(done: subprocess.CompletedProcess[str], *expected: str) -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
@@ -216,9 +226,7 @@ def test_unreachable_nats_at_start_ends_with_one_line(
         redis_url=redis_server.url,
         nats_url=f"nats://127.0.0.1:{port}",
         nats_connect_timeout="1",
-        token_verification_keys=signing_key.public_jwks,
-        signer_token_keys=signer_key.secret_jwks,
-        signer_token_key_id=signer_key.kid,
+        **intake_keys(signing_key, signer_key),
     )
     assert done.returncode == 1
     assert_one_clear_line(done, f"NATS at 127.0.0.1:{port} is unreachable")
@@ -246,9 +254,7 @@ def test_a_nats_server_whose_certificate_is_not_trusted_ends_with_one_line(
             nats_url=server.url,
             nats_tls_ca=str(other_authority.ca),
             nats_connect_timeout="1",
-            token_verification_keys=signing_key.public_jwks,
-            signer_token_keys=signer_key.secret_jwks,
-            signer_token_key_id=signer_key.kid,
+            **intake_keys(signing_key, signer_key),
         )
     finally:
         server.stop()
@@ -268,9 +274,7 @@ def test_a_nats_authority_that_is_no_certificate_ends_with_one_line(
         redis_url=redis_server.url,
         nats_url="nats://127.0.0.1:1",
         nats_tls_ca=str(not_a_certificate),
-        token_verification_keys=signing_key.public_jwks,
-        signer_token_keys=signer_key.secret_jwks,
-        signer_token_key_id=signer_key.kid,
+        **intake_keys(signing_key, signer_key),
     )
     assert done.returncode == 2
     assert_one_clear_line(done, "PARAPHE_NATS_TLS_CA is invalid", "holds no PEM certificate")
@@ -293,9 +297,7 @@ def test_a_redis_server_whose_certificate_is_not_trusted_ends_with_one_line(
             redis_url=f"redis://127.0.0.1:{server.port}/0",
             redis_tls_ca=str(other_authority.ca),
             nats_url="nats://127.0.0.1:1",  # never reached: Redis is connected to first
-            token_verification_keys=signing_key.public_jwks,
-            signer_token_keys=signer_key.secret_jwks,
-            signer_token_key_id=signer_key.kid,
+            **intake_keys(signing_key, signer_key),
         )
     finally:
         server.stop()
