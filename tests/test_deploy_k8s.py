@@ -21,7 +21,7 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache, partial
 from pathlib import Path
@@ -42,6 +42,7 @@ from yamllint import linter  # type: ignore[import-untyped]
 from yamllint.config import YamlLintConfig  # type: ignore[import-untyped]
 
 from paraphe_devstack.binaries import Binaries
+from paraphe_devstack.clusters import wait_until
 from paraphe_devstack.nats_access import (
     SERVICE_PERMISSIONS,
     USERS,
@@ -1035,13 +1036,6 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
     started.stop_all()
 
 
-def eventually(condition: Callable[[], bool], what: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
-        time.sleep(0.1)
-
-
 def redis_client(
     port: int, ca: Path | None, password: str | None = REDIS_PASSWORD, host: str = "localhost"
 ) -> redis.Redis:
@@ -1134,7 +1128,7 @@ def test_the_dev_redis_serves_tls_only_with_its_password(
         argv += [option, here.get(option, value.replace(REDIS_TLS_DIR, str(tls.directory)))]
     processes.start("redis", [*argv, "--bind", LOCALHOST])
     authority = tls.directory / "ca.crt"
-    eventually(partial(answers, port, authority), "redis-server answers in TLS")
+    wait_until(partial(answers, port, authority), "redis-server answers in TLS")
     assert "Authentication" in ping(port, authority, password=None)
     assert ping(port, None).startswith("ConnectionError")
     other = local_certificates(tmp_path / "other-authority").ca
@@ -1256,14 +1250,14 @@ def redis_group(binaries: Binaries, processes: Processes, tmp_path: Path) -> Red
     ca = tls.directory / "ca.crt"
     for pod in pods:
         group.start_server(pod)
-        eventually(partial(answers, pod.server_port, ca), f"redis-{pod.ordinal}'s server")
+        wait_until(partial(answers, pod.server_port, ca), f"redis-{pod.ordinal}'s server")
     # The sentinels once the replica follows: their first look at the master finds it.
     with redis_client(pods[1].server_port, ca) as client:
-        eventually(lambda: client.info("replication")["master_link_status"] == "up", "replication")
+        wait_until(lambda: client.info("replication")["master_link_status"] == "up", "replication")
     for pod in pods:
         group.start_sentinel(pod)
-        eventually(partial(answers, pod.sentinel_port, ca), f"redis-{pod.ordinal}'s sentinel")
-    eventually(group.sentinels_meet, "the sentinels know one another")
+        wait_until(partial(answers, pod.sentinel_port, ca), f"redis-{pod.ordinal}'s sentinel")
+    wait_until(group.sentinels_meet, "the sentinels know one another")
     return group
 
 
@@ -1309,7 +1303,7 @@ def test_prod_redis_configuration_is_tls_only_for_clients_replicas_and_sentinels
     for sentinel in sentinels.sentinels:
         sentinel.close()
     with redis_client(replica.server_port, ca) as client:
-        eventually(lambda: client.get("signed") == "1", "the write replicated")
+        wait_until(lambda: client.get("signed") == "1", "the write replicated")
     other = local_certificates(tmp_path / "other-authority").ca
     for pod in group.pods:
         for port in (pod.server_port, pod.sentinel_port):
@@ -1344,7 +1338,7 @@ def start_reloader(group: RedisGroup, pod: RedisPod, **settings: str) -> None:
     )  # fmt: skip
     name = f"reloader-{pod.ordinal}"
     group.processes.start(name, ["sh", str(path)], env)
-    eventually(lambda: "watching" in group.processes.log(name), f"{name} starts")
+    wait_until(lambda: "watching" in group.processes.log(name), f"{name} starts")
 
 
 def test_the_reloader_has_redis_take_its_renewed_certificate_one_sentinel_at_a_time(
@@ -1365,7 +1359,7 @@ def test_the_reloader_has_redis_take_its_renewed_certificate_one_sentinel_at_a_t
         renewed_at = time.monotonic()
         group.tls.write(renewed)
         servers = [pod.server_port for pod in group.pods]
-        eventually(partial(presents, servers, renewed.cert), "the servers present the renewal")
+        wait_until(partial(presents, servers, renewed.cert), "the servers present the renewal")
         assert client.get("kept") == "1"  # the same server, its data kept
     assert group.processes["sentinel-0"].wait(10) == 0  # a clean exit, restarted by the kubelet
     # redis-1's stagger is over (3 s): its sentinel waits for redis-0's, still down.
@@ -1376,8 +1370,8 @@ def test_the_reloader_has_redis_take_its_renewed_certificate_one_sentinel_at_a_t
     assert group.processes["sentinel-1"].wait(15) == 0
     group.start_sentinel(second)
     sentinels = [pod.sentinel_port for pod in group.pods]
-    eventually(partial(presents, sentinels, renewed.cert), "the sentinels present the renewal")
-    eventually(group.sentinels_meet, "the sentinels know one another again")
+    wait_until(partial(presents, sentinels, renewed.cert), "the sentinels present the renewal")
+    wait_until(group.sentinels_meet, "the sentinels know one another again")
     for pod in group.pods:
         log = group.processes.log(f"reloader-{pod.ordinal}")
         assert log.count("redis-server reloaded the certificate") == 1, log
@@ -1403,15 +1397,15 @@ def test_the_reloader_has_redis_take_a_certificate_of_a_new_authority(
     new = local_certificates(tmp_path / "new-authority")
     group.tls.write(new)
     servers = [pod.server_port for pod in group.pods]
-    eventually(partial(presents, servers, new.cert), "the servers present the new certificate")
+    wait_until(partial(presents, servers, new.cert), "the servers present the new certificate")
     assert group.processes["sentinel-0"].wait(10) == 0
     group.start_sentinel(first)
     assert group.processes["sentinel-1"].wait(15) == 0
     assert "still down after 2s" in group.processes.log("reloader-1")
     group.start_sentinel(second)
     sentinels = [pod.sentinel_port for pod in group.pods]
-    eventually(partial(presents, sentinels, new.cert), "the sentinels present the new certificate")
-    eventually(group.sentinels_meet, "the sentinels know one another again")
+    wait_until(partial(presents, sentinels, new.cert), "the sentinels present the new certificate")
+    wait_until(group.sentinels_meet, "the sentinels know one another again")
     for port in servers + sentinels:
         assert ping(port, new.ca) == "PONG"
         assert "certificate verify failed" in ping(port, group.initial.ca)

@@ -45,14 +45,15 @@ NATS_CLUSTER_NAME = "paraphe"
 SENTINEL_MASTER = "paraphe"
 
 
-def _wait_until(condition: Callable[[], bool], what: str, timeout: float) -> None:
-    """Poll ``condition()`` until it is true, or fail saying ``what`` did not happen."""
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 15) -> None:
+    """Poll ``condition()`` until it is true, or fail saying that ``what`` (what the condition
+    tells) did not come in time."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
         time.sleep(0.1)
-    raise ServerFailed(f"{what} within {timeout:.0f} s")
+    raise ServerFailed(f"not within {timeout:.0f} s: {what}")
 
 
 class NatsClusterNode(NatsServer):
@@ -314,11 +315,11 @@ class RedisSentinelGroup:
             replica.start()
         for sentinel in self.sentinels:
             sentinel.start()
-        _wait_until(
+        wait_until(
             lambda: all(
                 s.knows_the_group(len(self.replicas), len(self.sentinels)) for s in self.sentinels
             ),
-            "the sentinels did not discover the replicas and each other",
+            "the sentinels discover the replicas and each other",
             timeout=30,
         )
 
@@ -341,7 +342,7 @@ class RedisSentinelGroup:
             server = next((server for server in self.servers if server.port == port), None)
             return server is not None and _replication(server).get("role") == "master"
 
-        _wait_until(promoted, "the sentinels did not promote a replica", timeout)
+        wait_until(promoted, "the sentinels promote a replica", timeout)
         return self.current_master()
 
     def stop(self) -> None:
