@@ -35,6 +35,7 @@ import redis
 import redis.sentinel
 import yaml  # type: ignore[import-untyped]
 from nats.aio.client import Client as NatsClient
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic_settings import BaseSettings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -49,6 +50,7 @@ from paraphe_devstack.nats_access import (
     authorization,
     password_variable,
 )
+from paraphe_devstack.prometheus import RedisExporter
 from paraphe_devstack.proxy import ROUTES
 from paraphe_devstack.servers import LOCALHOST, free_port, port_answers
 from paraphe_devstack.stack import SERVICES
@@ -795,7 +797,8 @@ def test_dev_database_clients_ask_no_tls_of_a_server_that_has_none() -> None:
 def test_prod_runs_redis_with_sentinels_and_the_services_follow_them() -> None:
     redis = one("prod", "StatefulSet", "redis")
     assert redis["spec"]["replicas"] == 3
-    assert {c["name"] for c in pod_spec(redis)["containers"]} == {"redis", "sentinel", "reloader"}
+    names = {c["name"] for c in pod_spec(redis)["containers"]}
+    assert names == {"redis", "sentinel", "reloader", "exporter"}
     script = one("prod", "ConfigMap", "redis-scripts")["data"]["configure.sh"]
     assert "sentinel monitor paraphe ${master} 6379 2" in script
     settings = platform_settings("prod")
@@ -895,7 +898,8 @@ def test_redis_and_its_sentinels_read_the_certificate_where_it_is_mounted(overla
     pod = pod_spec(redis_set)
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     by_name = {c["name"]: c for c in containers(redis_set)}
-    expected = {"redis", "reloader"} | ({"configure", "sentinel"} if overlay == "prod" else set())
+    in_prod = {"configure", "sentinel", "exporter"}
+    expected = {"redis", "reloader"} | (in_prod if overlay == "prod" else set())
     assert set(by_name) == expected
     for container in by_name.values():
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
@@ -907,7 +911,7 @@ def test_redis_and_its_sentinels_read_the_certificate_where_it_is_mounted(overla
     texts = [
         " ".join(c["readinessProbe"]["exec"]["command"])
         for c in by_name.values()
-        if "readinessProbe" in c
+        if "exec" in c.get("readinessProbe", {})
     ]
     if overlay == "prod":
         texts.append(one(overlay, "ConfigMap", "redis-scripts")["data"]["configure.sh"])
@@ -1312,7 +1316,7 @@ def test_prod_redis_configuration_is_tls_only_for_clients_replicas_and_sentinels
     # The containers' readiness probes, as they are, answered.
     redis_set = one("prod", "StatefulSet", "redis")
     for container in containers(redis_set):
-        if "readinessProbe" not in container:
+        if "exec" not in container.get("readinessProbe", {}):
             continue
         command = container["readinessProbe"]["exec"]["command"][2]
         command = command.replace(REDIS_TLS_DIR, str(group.tls.directory))
@@ -1323,6 +1327,79 @@ def test_prod_redis_configuration_is_tls_only_for_clients_replicas_and_sentinels
             timeout=10,
         )  # fmt: skip
         assert done.returncode == 0, container["name"]
+
+
+def test_prod_redis_exporter_reaches_its_server_in_tls_and_reads_its_memory_limit(
+    redis_group: RedisGroup, tmp_path: Path
+) -> None:
+    """The exporter as shipped, run by a real redis_exporter (Debian's) beside the master
+    configure.sh configured: it verifies the server in TLS with the authority and gives the
+    password, and exposes what the Redis alerts read (maxmemory as configure.sh sets it)."""
+    exporter = next(
+        c for c in containers(one("prod", "StatefulSet", "redis")) if c["name"] == "exporter"
+    )
+    env = {variable["name"]: variable["valueFrom"] for variable in exporter["env"]}
+    assert env["REDIS_PASSWORD"]["secretKeyRef"] == {"name": "paraphe-redis", "key": "password"}
+    assert env["POD_NAME"]["fieldRef"] == {"fieldPath": "metadata.name"}
+    mounts = {m["mountPath"]: m["name"] for m in exporter["volumeMounts"]}
+    assert mounts[REDIS_TLS_DIR] == "tls"
+    master, _ = redis_group.pods
+    here = [
+        argument.replace(
+            "$(POD_NAME).redis-headless:6379", f"localhost:{master.server_port}"
+        ).replace(REDIS_TLS_DIR, str(redis_group.tls.directory))
+        for argument in exporter["args"]
+        if not argument.startswith("-web.listen-address=")
+    ]
+    assert f"-redis.addr=rediss://localhost:{master.server_port}" in here  # the pod's own server
+    server = RedisExporter(tmp_path / "exporter", free_port(), here, REDIS_PASSWORD)
+    server.start()
+    try:
+        samples = {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(server.metrics())
+            for sample in family.samples
+            if not sample.labels
+        }
+    finally:
+        server.stop()
+    assert samples["redis_up"] == 1
+    assert samples["redis_memory_max_bytes"] == 3 * 1024**3  # configure.sh's maxmemory 3gb
+    assert samples["redis_memory_used_bytes"] > 0
+    assert samples["redis_connected_slaves"] == 1  # redis-1 follows it
+
+
+def test_prod_redis_exporters_are_scraped_by_prometheus_as_job_redis() -> None:
+    redis_set = one("prod", "StatefulSet", "redis")
+    exporter = next(c for c in containers(redis_set) if c["name"] == "exporter")
+    port = {p["name"]: p["containerPort"] for p in exporter["ports"]}["metrics"]
+    assert f"-web.listen-address=:{port}" in exporter["args"]
+    monitor = one("prod", "PodMonitor", "redis")["spec"]
+    labels = redis_set["spec"]["template"]["metadata"]["labels"]
+    assert all(labels[k] == v for k, v in monitor["selector"]["matchLabels"].items())
+    assert [endpoint["port"] for endpoint in monitor["podMetricsEndpoints"]] == ["metrics"]
+    assert labels[monitor["jobLabel"]] == "redis"  # what the Redis alerts select
+    rules = [
+        rule
+        for policy in find("prod", "NetworkPolicy")
+        if policy["spec"]["podSelector"].get("matchLabels") == {"app.kubernetes.io/name": "redis"}
+        for rule in policy["spec"].get("ingress", [])
+    ]
+    assert any(
+        {"protocol": "TCP", "port": port} in rule["ports"]
+        and any(
+            peer.get("namespaceSelector", {}).get("matchLabels")
+            == {"kubernetes.io/metadata.name": "monitoring"}
+            and peer.get("podSelector", {}).get("matchLabels")
+            == {"app.kubernetes.io/name": "prometheus"}
+            for peer in rule["from"]
+        )
+        for rule in rules
+    )
+    # Nothing else comes in on the exporter's port.
+    for rule in rules:
+        if {"protocol": "TCP", "port": port} in rule["ports"]:
+            assert all("namespaceSelector" in peer for peer in rule["from"])
 
 
 def start_reloader(group: RedisGroup, pod: RedisPod, **settings: str) -> None:

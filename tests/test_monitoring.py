@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from paraphe_common.tokens import SIGNER
 from paraphe_devstack.keys import DevSecrets
-from paraphe_devstack.prometheus import PrometheusServer, promtool
+from paraphe_devstack.prometheus import PrometheusServer, RedisExporter, promtool
 from paraphe_devstack.servers import LOCALHOST, free_port
 from paraphe_devstack.stack import SERVICES, Stack, StackPorts
 
@@ -147,6 +147,25 @@ def service_metrics(stack: Stack) -> dict[str, str]:
         ):
             pass
     return {spec.name: scrape(stack.ports.services[spec.name]) for spec in SERVICES}
+
+
+@pytest.fixture(scope="module")
+def redis_exporter_metrics(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """What redis_exporter (production's, beside each Redis server) exposes, scraped from the
+    stack's Redis as production's exporter reaches its own: in TLS, with the password."""
+    assert stack.redis.tls is not None
+    arguments = [
+        f"-redis.addr=rediss://localhost:{stack.redis.port}",
+        f"-tls-ca-cert-file={stack.redis.tls.ca}",
+    ]
+    exporter = RedisExporter(
+        tmp_path_factory.mktemp("redis-exporter"), free_port(), arguments, stack.redis.password
+    )
+    exporter.start()
+    try:
+        return exporter.metrics()
+    finally:
+        exporter.stop()
 
 
 # The rules
@@ -326,9 +345,10 @@ def test_metric_names_are_read_from_promql() -> None:
 
 @pytest.mark.stack
 def test_every_expression_names_a_metric_a_service_exposes_or_a_rule_records(
-    service_metrics: dict[str, str],
+    service_metrics: dict[str, str], redis_exporter_metrics: str
 ) -> None:
-    known = set().union(*map(exposed_names, service_metrics.values()))
+    assert "redis_up 1" in redis_exporter_metrics.splitlines()
+    known = set().union(*map(exposed_names, [*service_metrics.values(), redis_exporter_metrics]))
     known |= recorded_names() | PROMETHEUS_SERIES
     expressions = dashboard_expressions() + [rule["expr"] for rule in rules()]
     for expression in expressions:

@@ -18,6 +18,7 @@ PACKAGES = {
     "chromium": "chromium",  # browser tests (Playwright drives it; no browser download)
     "promtool": "prometheus",  # alert rule tests, metrics format checks
     "prometheus": "prometheus",
+    "prometheus-redis-exporter": "prometheus-redis-exporter",  # Redis's metrics, as in prod
 }
 
 _SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")

@@ -106,3 +106,45 @@ class PrometheusServer(ManagedProcess):
         if len(samples) > 1:
             raise PrometheusError(f"{expression!r} yields {len(samples)} samples, not one")
         return float(samples[0]["value"][1]) if samples else None
+
+
+class RedisExporter(ManagedProcess):
+    """Debian's ``prometheus-redis-exporter`` (oliver006/redis_exporter, as production runs
+    beside each Redis server) with ``arguments``, the Redis password from its environment as
+    there; ready once it has scraped its server."""
+
+    def __init__(
+        self, work_dir: Path, port: int, arguments: Sequence[str], password: str | None
+    ) -> None:
+        super().__init__("redis-exporter", work_dir / "redis-exporter.log")
+        ensure_programs("prometheus-redis-exporter")
+        found = shutil.which("prometheus-redis-exporter")
+        if found is None:
+            raise ServerFailed("prometheus-redis-exporter not found after installing it")
+        self.binary = Path(found)
+        self.work_dir = work_dir
+        self.port = port
+        self.arguments = list(arguments)
+        self.password = password
+
+    def prepare(self) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+
+    def argv(self) -> Sequence[str]:
+        return [str(self.binary), *self.arguments, f"-web.listen-address={LOCALHOST}:{self.port}"]
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in super().env().items() if not k.startswith("REDIS_")}
+        if self.password is not None:
+            env["REDIS_PASSWORD"] = self.password
+        return env
+
+    def ready(self) -> bool:
+        try:
+            return "redis_up" in self.metrics()
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://{LOCALHOST}:{self.port}/metrics", timeout=5) as got:
+            return str(got.read().decode())
