@@ -126,6 +126,10 @@ def test_a_fast_route_answers_with_the_request_id_headers_metrics_and_access_log
         assert 'http_server_requests_total{method="GET",route="/fast",status="500"} 1.0' in metrics
         # In flight: the metrics request itself, and none of the answers that came back.
         assert "http_server_requests_in_flight 1.0" in metrics
+        # A request aiohttp cannot parse: its own 400, before any routing, logged all the same.
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
+            raw.sendall(b"GET /fast HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n")
+            assert raw.recv(100).split(b" ")[1] == b"400"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
         stdout, stderr = process.communicate()
@@ -134,6 +138,11 @@ def test_a_fast_route_answers_with_the_request_id_headers_metrics_and_access_log
     access = [entry for entry in logs if entry["message"] == "request"]
     fast = next(entry for entry in access if entry["path"] == "/fast")
     assert (fast["route"], fast["status"], fast["request_id"]) == ("/fast", 200, "fast-1")
+    unparsed = [entry for entry in access if entry["status"] == 400]
+    assert [entry["route"] for entry in unparsed] == [None]
+    not_found = next(entry for entry in access if entry["path"] == "/fast/not")
+    assert not_found["route"] == "unmatched"
+    assert not [entry for entry in logs if entry["message"] == "Unhandled exception"]
     failed = [entry for entry in logs if entry["message"].startswith("the fast route /fast failed")]
     assert len(failed) == 1
     assert "RuntimeError: a bug in the fast route" in failed[0]["exc_info"]

@@ -82,6 +82,7 @@ def service_middleware(metrics: HttpMetrics, network: ClientNetwork) -> Middlewa
         # another in one task, so the access log line written after the handler still
         # carries it, and the next request on the connection sets its own.
         REQUEST_ID.set(request_id)
+        route = route_of(request)
         metrics.in_flight += 1
         started = time.perf_counter()
         status = 500
@@ -94,6 +95,7 @@ def service_middleware(metrics: HttpMetrics, network: ClientNetwork) -> Middlewa
             except web.HTTPException as exc:
                 if exc.status < 400:
                     status = exc.status
+                    exc[ANSWERED_ROUTE] = route  # a redirect: aiohttp sends the exception
                     raise
                 response = problem_for(request, exc)
             except Exception as exc:  # noqa: BLE001 - every failure gets a problem answer
@@ -102,12 +104,11 @@ def service_middleware(metrics: HttpMetrics, network: ClientNetwork) -> Middlewa
             if not response.prepared:
                 response.headers[REQUEST_ID_HEADER] = request_id
                 secure_response(request, response, network)
+            response[ANSWERED_ROUTE] = route
             return response
         finally:
             metrics.in_flight -= 1
-            metrics.observe(
-                route_of(request), method_of(request), status, time.perf_counter() - started
-            )
+            metrics.observe(route, method_of(request), status, time.perf_counter() - started)
 
     return serve
 

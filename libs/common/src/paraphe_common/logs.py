@@ -15,7 +15,8 @@ from aiohttp.abc import AbstractAccessLogger
 from pythonjsonlogger.json import JsonFormatter
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("paraphe_request_id", default=None)
-# The route of an answer given before routing (paraphe_common.app.FastRoute): no match info.
+# The route template an answer was given for (the service middleware, the fast route): what
+# the access log writes, without reading match_info, which a request never routed lacks.
 ANSWERED_ROUTE = web.ResponseKey("answered_route", str)
 
 
@@ -64,10 +65,10 @@ class AccessLogger(AbstractAccessLogger):
     """One structured line per request (aiohttp calls it once the response is sent)."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        # Set by the service middleware or the fast route; None for a request aiohttp answered
+        # itself before routing (one it could not parse: a 400), whose match_info it never
+        # set (reading it then raised, and the line was lost).
         route = response.get(ANSWERED_ROUTE)
-        if route is None and isinstance(request, web.Request):
-            resource = request.match_info.route.resource
-            route = resource.canonical if resource is not None else None
         self.logger.info(
             "request",
             extra={
