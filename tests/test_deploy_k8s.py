@@ -42,6 +42,7 @@ from redis.retry import Retry
 from yamllint import linter  # type: ignore[import-untyped]
 from yamllint.config import YamlLintConfig  # type: ignore[import-untyped]
 
+from paraphe_common.resources import redis_tls_options
 from paraphe_devstack.binaries import Binaries
 from paraphe_devstack.clusters import wait_until
 from paraphe_devstack.nats_access import (
@@ -1040,19 +1041,13 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
     started.stop_all()
 
 
-def redis_client(
-    port: int, ca: Path | None, password: str | None = REDIS_PASSWORD, host: str = "localhost"
-) -> redis.Redis:
+def redis_client(port: int, ca: Path | None, password: str | None = REDIS_PASSWORD) -> redis.Redis:
     """A client as the services make one: with an authority, TLS, the name connected to checked
     against the certificate. It fails at once (no retries: the tests wait themselves)."""
-    once = Retry(NoBackoff(), 0)
-    if ca is None:
-        return redis.Redis(
-            host, port, password=password, socket_timeout=2, decode_responses=True, retry=once
-        )
+    tls = {"ssl": True, **redis_tls_options(ca)} if ca is not None else {}
     return redis.Redis(
-        host, port, password=password, socket_timeout=2, decode_responses=True, retry=once,
-        ssl=True, ssl_ca_certs=str(ca), ssl_cert_reqs="required", ssl_check_hostname=True,
+        "localhost", port, password=password, socket_timeout=2, decode_responses=True,
+        retry=Retry(NoBackoff(), 0), **tls,
     )  # fmt: skip
 
 

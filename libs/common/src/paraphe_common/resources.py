@@ -13,6 +13,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -85,16 +86,13 @@ def postgres(settings: PostgresSettings) -> CleanupContext:
     return postgres_pool
 
 
-def _redis_tls(settings: RedisSettings) -> dict[str, Any]:
-    """What a connection needs to speak TLS to a server of ``redis_tls_ca``'s authority, its
-    name checked: nothing when no authority is set."""
-    if settings.redis_tls_ca is None:
+def redis_tls_options(ca: Path | None) -> dict[str, Any]:
+    """What a redis-py connection needs to speak TLS to a server of the authority ``ca``, the
+    certificate required and the name connected to checked against it; nothing without an
+    authority. The services' connections and the local tools' (paraphe_devstack) alike."""
+    if ca is None:
         return {}
-    return {
-        "ssl_ca_certs": str(settings.redis_tls_ca),
-        "ssl_cert_reqs": "required",
-        "ssl_check_hostname": True,
-    }
+    return {"ssl_ca_certs": str(ca), "ssl_cert_reqs": "required", "ssl_check_hostname": True}
 
 
 def _redis_client(settings: RedisSettings) -> tuple[aioredis.Redis, list[aioredis.Redis], str]:
@@ -102,7 +100,7 @@ def _redis_client(settings: RedisSettings) -> tuple[aioredis.Redis, list[aioredi
     password = (
         settings.redis_password.get_secret_value() if settings.redis_password is not None else None
     )
-    tls = _redis_tls(settings)
+    tls = redis_tls_options(settings.redis_tls_ca)
     if settings.redis_url is not None:
         url = settings.redis_url.get_secret_value()
         # TLS by the authority's setting, not by the scheme: redis:// does not turn it off.

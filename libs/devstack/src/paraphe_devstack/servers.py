@@ -31,6 +31,7 @@ import redis.asyncio as aioredis
 from nats.aio.client import Client as NatsClient
 from redis.exceptions import RedisError
 
+from paraphe_common.resources import redis_tls_options
 from paraphe_devstack.nats_access import ADMIN, authorization, password_variable
 from paraphe_devstack.tls import TlsFiles
 
@@ -413,9 +414,10 @@ def redis_tls_lines(tls: TlsFiles | None, port: int) -> list[str]:
 
 
 def redis_client_tls(tls: TlsFiles | None) -> dict[str, Any]:
+    """A redis-py client's options for a server of ``tls``: as the services verify it."""
     if tls is None:
         return {}
-    return {"ssl": True, "ssl_ca_certs": str(tls.ca), "ssl_check_hostname": True}
+    return {"ssl": True, **redis_tls_options(tls.ca)}
 
 
 class NatsServer(ManagedProcess):
