@@ -1,6 +1,7 @@
 """Memory per signature at one million signatures, in Redis and in PostgreSQL.
 
-Redis holds one mark per signature (``sig:<petition>:<dedupe key>`` = ``s``); PostgreSQL one row
+Redis holds one signed mark per signature (a field of one of the petition's buckets,
+``paraphe_common.marks``, written as intake's script writes it); PostgreSQL one row
 of ``counter.signatures`` (table and primary key). Both are filled here the way the services
 write them, on fresh servers, and measured; the sizing of a 10-million-signature petition
 follows. Run with ``make bench``; writes ``bench/results/memory.json``. A benchmark, not a test.
@@ -15,10 +16,12 @@ import os
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
 
+from paraphe_common.marks import SIGNED_VALUE, mark_of
 from paraphe_common.migrations import upgrade
 from paraphe_counter.__main__ import MIGRATIONS
 from paraphe_devstack.binaries import ensure_binaries
@@ -33,19 +36,25 @@ def key(n: int) -> bytes:
     return hashlib.sha256(n.to_bytes(8, "big")).digest()
 
 
-async def fill_redis(url: str) -> dict[str, float]:
+async def fill_redis(url: str) -> dict[str, float | str]:
     client = aioredis.from_url(url)
     try:
         before = (await client.info("memory"))["used_memory"]
         for start in range(0, SIGNATURES, BATCH):
             async with client.pipeline(transaction=False) as pipe:
                 for n in range(start, min(start + BATCH, SIGNATURES)):
-                    pipe.execute_command("SET", f"sig:{PETITION}:{key(n).hex()}", b"s")
+                    mark = mark_of(PETITION, key(n).hex())
+                    pipe.execute_command("HSET", mark.bucket, mark.field, SIGNED_VALUE)
                 await pipe.execute()
         after = (await client.info("memory"))["used_memory"]
+        # "listpack" while the buckets stay under hash-max-listpack-entries, as intended.
+        encoding = await client.object("ENCODING", mark_of(PETITION, key(0).hex()).bucket)
     finally:
         await client.aclose()
-    return {"bytes_per_signature": (after - before) / SIGNATURES}
+    return {
+        "bytes_per_signature": (after - before) / SIGNATURES,
+        "bucket_encoding": encoding.decode(),
+    }
 
 
 async def fill_postgres(url: str) -> dict[str, float]:
@@ -84,7 +93,7 @@ def main() -> None:
         postgres.start()
         database = postgres.ensure_database("bench")
         upgrade(database, "counter", MIGRATIONS)
-        measured = {
+        measured: dict[str, dict[str, Any]] = {
             "redis": asyncio.run(fill_redis(redis.url)),
             "postgresql": asyncio.run(fill_postgres(database)),
         }
@@ -99,6 +108,7 @@ def main() -> None:
             f"  {store:<11} {per:7.1f} bytes each   10 million signatures: "
             f"{per * 10_000_000 / 2**30:5.2f} GiB"
         )
+    print(f"  Redis's buckets encoded as {measured['redis']['bucket_encoding']!r}")
     results = Path(__file__).parent / "results"
     results.mkdir(exist_ok=True)
     (results / "memory.json").write_text(

@@ -21,12 +21,13 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from paraphe_common.marks import MARKED_BYTES, mark_of, signed_marks
 from paraphe_devstack.binaries import Binaries
 from paraphe_devstack.checks import public_count
 from paraphe_devstack.petitions import StackTokens, open_petition
 from paraphe_devstack.servers import LOCALHOST
 from paraphe_devstack.stack import DATABASE, SERVICES, Stack, temporary_stack
-from paraphe_signature_intake.signatures import dedupe_key, mark_key
+from paraphe_signature_intake.signatures import dedupe_key
 
 pytestmark = pytest.mark.stack
 
@@ -142,7 +143,11 @@ async def test_after_a_restore_redis_follows_postgresql_and_nobody_signs_twice(
     postgres_tool(stack, "pg_restore", "--exit-on-error", "--no-owner", f"--dbname={DATABASE}",
                   str(backup))  # fmt: skip
     # Redis lost some marks too, to be rebuilt.
-    await redis_client.delete(*(mark_key(petition, dedupe_key(s, petition)) for s in before[:5]))
+    for signer in before[:5]:
+        mark = mark_of(petition, dedupe_key(signer, petition))
+        assert await redis_client.hdel(mark.bucket, mark.field) == 1
+    # And some of paraphe's first layout of marks (a key each), which the rebuild replaces.
+    await redis_client.set(f"sig:{petition}:{dedupe_key(before[0], petition)}", b"s")
 
     run_counter(stack, "rebuild-marks")
     for name in USERS_OF_POSTGRESQL:
@@ -154,12 +159,10 @@ async def test_after_a_restore_redis_follows_postgresql_and_nobody_signs_twice(
     # Every mark is PostgreSQL's: those who signed before the backup are marked, the others not.
     assert all([await has_signed(stack, petition, s) for s in before])
     assert not any([await has_signed(stack, petition, s) for s in after])
-    signed_marks = {
-        key.decode()
-        async for key in redis_client.scan_iter(match=f"sig:{petition}:*")
-        if await redis_client.get(key) == b"s"
+    assert await signed_marks(redis_client, petition) == {
+        bytes.fromhex(dedupe_key(s, petition))[:MARKED_BYTES] for s in before
     }
-    assert signed_marks == {mark_key(petition, dedupe_key(s, petition)) for s in before}
+    assert [key async for key in redis_client.scan_iter(match="sig:*")] == []
 
     # Nobody signs twice: a second signature is "already signed", and the count does not move.
     assert set(await sign(stack, petition, before)) == {200}

@@ -22,6 +22,7 @@ import nats.errors
 import pytest
 import redis
 
+from paraphe_common.marks import signed_marks
 from paraphe_common.petition_states import PetitionState, publish_state
 from paraphe_common.streams import SIGNATURES, petitions_bucket
 from paraphe_common.tokens import SIGNER
@@ -382,7 +383,7 @@ async def test_signing_survives_a_redis_master_failover_and_nobody_signs_twice(
         assert new_master.port != old_master.port
         client = new_master.async_client()
         try:
-            marks = [key async for key in client.scan_iter(f"sig:{petition}:*", count=5000)]
+            marks = await signed_marks(client, petition)
         finally:
             await client.aclose()
         assert len(marks) == SIGNERS

@@ -42,6 +42,7 @@ from redis.retry import Retry
 from yamllint import linter  # type: ignore[import-untyped]
 from yamllint.config import YamlLintConfig  # type: ignore[import-untyped]
 
+from paraphe_common.marks import HASH_MAX_LISTPACK_ENTRIES
 from paraphe_common.resources import redis_tls_options
 from paraphe_devstack.binaries import Binaries
 from paraphe_devstack.clusters import wait_until
@@ -1115,6 +1116,8 @@ def test_the_dev_redis_serves_tls_only_with_its_password(
     for option, key in (("cert", "tls.crt"), ("key", "tls.key"), ("ca-cert", "ca.crt")):
         assert options[f"--tls-{option}-file"] == f"{REDIS_TLS_DIR}/{key}"
     assert options["--requirepass"] == "$(REDIS_PASSWORD)"  # the kubelet's expansion
+    # The signed marks' buckets in the compact encoding (paraphe_common.marks).
+    assert options["--hash-max-listpack-entries"] == str(HASH_MAX_LISTPACK_ENTRIES)
     port = free_port()
     (tmp_path / "data").mkdir()
     here = {
@@ -1282,6 +1285,10 @@ def test_prod_redis_configuration_is_tls_only_for_clients_replicas_and_sentinels
     ca = group.tls.directory / "ca.crt"
     with redis_client(replica.server_port, ca) as client:
         assert client.info("replication")["master_link_status"] == "up"  # in TLS
+    for pod in group.pods:  # the signed marks' buckets in the compact encoding
+        with redis_client(pod.server_port, ca) as client:
+            limit = client.config_get("hash-max-listpack-entries")
+        assert limit == {"hash-max-listpack-entries": str(HASH_MAX_LISTPACK_ENTRIES)}
     with redis_client(master.sentinel_port, ca) as client:
         replicas = client.sentinel_slaves("paraphe")
     assert [(r["ip"], r["port"], r["flags"]) for r in replicas] == [

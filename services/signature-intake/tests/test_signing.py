@@ -14,12 +14,13 @@ from aiohttp.test_utils import make_mocked_request
 
 import paraphe_common.app
 from paraphe_common.app import FAST_ROUTE
+from paraphe_common.marks import mark_of
 from paraphe_common.tokens import AUTHOR, TokenIssuer
 from paraphe_common.velocity import SIGNING_VELOCITY
 from paraphe_devstack.checks import assert_probes_answer
 from paraphe_devstack.keys import SigningKey, new_signer_key
 from paraphe_devstack.servers import NatsServer, RedisServer
-from paraphe_signature_intake.signatures import PENDING, dedupe_key, mark_key
+from paraphe_signature_intake.signatures import PENDING, dedupe_key
 
 if TYPE_CHECKING:
     from conftest import IntakeUnderTest, StartIntake
@@ -295,7 +296,7 @@ async def test_a_retry_after_a_crash_between_mark_and_ack_records_one_signature(
     # What a killed intake leaves: the pending mark, with or without the message in JetStream.
     key = dedupe_key("crashed", open_petition)
     client = aioredis.from_url(redis_server.url)
-    await client.set(mark_key(open_petition, key), PENDING, ex=60)
+    await client.set(mark_of(open_petition, key).pending, PENDING, ex=60)
     await client.aclose()
     if published_before_the_crash:
         await intake.jetstream.publish(

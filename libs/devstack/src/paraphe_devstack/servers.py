@@ -31,6 +31,7 @@ import redis.asyncio as aioredis
 from nats.aio.client import Client as NatsClient
 from redis.exceptions import RedisError
 
+from paraphe_common.marks import HASH_MAX_LISTPACK_ENTRIES
 from paraphe_common.resources import redis_tls_options
 from paraphe_devstack.nats_access import ADMIN, authorization, password_variable
 from paraphe_devstack.tls import TlsFiles
@@ -357,6 +358,8 @@ class RedisServer(ManagedProcess):
             "--bind", LOCALHOST,
             "--save", "",
             "--appendonly", "no",
+            # Signed marks in the compact hash encoding, as deployed (paraphe_common.marks).
+            "--hash-max-listpack-entries", str(HASH_MAX_LISTPACK_ENTRIES),
             "--dir", str(self.work_dir),
             "--daemonize", "no",
             "--loglevel", "warning",

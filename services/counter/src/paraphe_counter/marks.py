@@ -1,12 +1,14 @@
 """Rebuild signature-intake's Redis marks from the stored signatures, after a restore.
 
-Intake answers "already signed" from a mark ``sig:<petition>:<dedupe key>`` = ``s`` in Redis;
-the counter's rows are the truth. After PostgreSQL is restored from a backup, or Redis is lost,
-the two disagree: marks of signatures the backup does not hold would tell their signers they
-signed when nothing counts them, and missing marks cost duplicate publishes (that PostgreSQL
-still refuses to count). ``paraphe-counter rebuild-marks`` makes Redis say what PostgreSQL
-holds: every stored signature marked ``s``, every ``s`` mark without a stored signature
-removed. Pending marks (``p``, a publish in flight) are left to expire by themselves.
+Intake answers "already signed" from a signed mark in Redis (a field of a bucket, laid out by
+``paraphe_common.marks``); the counter's rows are the truth. After PostgreSQL is restored from
+a backup, or Redis is lost, the two disagree: marks of signatures the backup does not hold would
+tell their signers they signed when nothing counts them, and missing marks cost duplicate
+publishes (that PostgreSQL still refuses to count). ``paraphe-counter rebuild-marks`` makes
+Redis say what PostgreSQL holds: every stored signature marked signed, every signed mark
+without a stored signature removed, and the marks of paraphe's first layout (one key each,
+``sig:<petition>:<key>``) removed once their signatures are marked the new way. Pending marks
+(a publish in flight) are left to expire by themselves.
 
 Whatever Redis says, nobody is counted twice: ``UNIQUE(petition_id, dedupe_key)`` decides.
 The command reads and writes in bounded chunks and may run while intake signs: a signature
@@ -17,7 +19,7 @@ mark, which costs a repeat a duplicate publish, never a count.
 from __future__ import annotations
 
 import logging
-import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Final
 
@@ -26,55 +28,59 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from paraphe_common.app import create_service_app
+from paraphe_common.marks import SIGNED_PREFIX, SIGNED_VALUE, parse_bucket, signed_mark_of
 from paraphe_common.resources import POSTGRES, REDIS, postgres, redis
 from paraphe_counter.settings import CounterSettings
 
 log = logging.getLogger(__name__)
 
-# signature-intake's mark (paraphe_signature_intake.signatures.mark_key): its format is the
-# contract between the two services, proven by tests/test_backup_restore.py.
-MARK_PREFIX: Final = "sig:"
-SIGNED: Final = b"s"
 CHUNK: Final = 1000
-
-
-def mark_of(petition_id: str, dedupe_key: str) -> str:
-    return f"{MARK_PREFIX}{petition_id}:{dedupe_key}"
+# The marks of paraphe's first layout, a key per signature.
+LEGACY_PATTERN: Final = "sig:*"
 
 
 @dataclass(frozen=True)
 class Rebuilt:
     marked: int
     removed: int
+    legacy_removed: int = 0
 
 
 async def mark_stored_signatures(pool: asyncpg.Pool, client: aioredis.Redis) -> int:
     """Every stored signature marked signed; returns how many."""
     marked = 0
+
+    async def write(chunk: dict[str, dict[bytes, int]]) -> int:
+        async with client.pipeline(transaction=False) as pipe:
+            for bucket, fields in chunk.items():
+                pipe.hset(bucket, mapping=fields)  # type: ignore[arg-type]
+            await pipe.execute()
+        return sum(len(fields) for fields in chunk.values())
+
     async with pool.acquire() as connection, connection.transaction(readonly=True):
         rows = connection.cursor(
-            "SELECT petition_id::text, encode(dedupe_key, 'hex') FROM counter.signatures",
-            prefetch=CHUNK,
+            "SELECT petition_id::text, dedupe_key FROM counter.signatures", prefetch=CHUNK
         )
-        chunk: dict[str, bytes] = {}
+        chunk: dict[str, dict[bytes, int]] = defaultdict(dict)
+        pending = 0
         async for petition_id, key in rows:
-            chunk[mark_of(petition_id, key)] = SIGNED
-            if len(chunk) >= CHUNK:
-                await client.mset(chunk)
-                marked += len(chunk)
-                chunk = {}
+            bucket, field = signed_mark_of(petition_id, key)
+            chunk[bucket][field] = SIGNED_VALUE
+            pending += 1
+            if pending >= CHUNK:
+                marked += await write(chunk)
+                chunk, pending = defaultdict(dict), 0
         if chunk:
-            await client.mset(chunk)
-            marked += len(chunk)
+            marked += await write(chunk)
     return marked
 
 
-def _parse(mark: str) -> tuple[uuid.UUID, bytes] | None:
-    _, petition_id, key = mark.split(":", 2) if mark.count(":") == 2 else ("", "", "")
-    try:
-        return uuid.UUID(petition_id), bytes.fromhex(key)
-    except ValueError:
-        return None
+def _after(prefix: bytes) -> bytes:
+    """The least byte string above every key that starts with ``prefix``."""
+    value = int.from_bytes(prefix, "big") + 1
+    if value >> (8 * len(prefix)):  # all 0xff: above every dedupe key (32 bytes)
+        return b"\xff" * 33
+    return value.to_bytes(len(prefix), "big")
 
 
 async def remove_unfounded_marks(pool: asyncpg.Pool, client: aioredis.Redis) -> int:
@@ -82,27 +88,59 @@ async def remove_unfounded_marks(pool: asyncpg.Pool, client: aioredis.Redis) -> 
     removed = 0
     cursor = 0
     while True:
-        cursor, found = await client.scan(cursor, match=f"{MARK_PREFIX}*", count=CHUNK)
-        marks = [m.decode() if isinstance(m, bytes) else str(m) for m in found]
-        values = await client.mget(marks) if marks else []
-        signed = {
-            mark: parsed
-            for mark, value in zip(marks, values, strict=True)
-            if value == SIGNED and (parsed := _parse(mark)) is not None
-        }
-        if signed:
-            stored = await pool.fetch(
+        cursor, found = await client.scan(
+            cursor, match=f"{SIGNED_PREFIX}*", count=CHUNK, _type="hash"
+        )
+        buckets = [
+            (name, parsed)
+            for name in (b.decode() if isinstance(b, bytes) else str(b) for b in found)
+            if (parsed := parse_bucket(name)) is not None
+        ]
+        async with client.pipeline(transaction=False) as pipe:
+            for name, _ in buckets:
+                pipe.hkeys(name)
+            fields_of: list[list[bytes]] = await pipe.execute()
+        # Every mark of the page: its bucket, its field, the keys it stands for.
+        marks = [
+            (name, field, petition_id, first + field)
+            for (name, (petition_id, first)), fields in zip(buckets, fields_of, strict=True)
+            for field in fields
+        ]
+        if marks:
+            unfounded = await pool.fetch(
                 """
-                SELECT petition_id::text, encode(dedupe_key, 'hex') FROM counter.signatures
-                WHERE (petition_id, dedupe_key) IN (SELECT * FROM unnest($1::uuid[], $2::bytea[]))
+                SELECT m.i FROM unnest($1::uuid[], $2::bytea[], $3::bytea[])
+                    WITH ORDINALITY AS m (petition_id, low, high, i)
+                WHERE NOT EXISTS (
+                    SELECT FROM counter.signatures s WHERE s.petition_id = m.petition_id
+                    AND s.dedupe_key >= m.low AND s.dedupe_key < m.high
+                )
                 """,
-                [p for p, _ in signed.values()],
-                [k for _, k in signed.values()],
+                [petition_id for _, _, petition_id, _ in marks],
+                [prefix for _, _, _, prefix in marks],
+                [_after(prefix) for _, _, _, prefix in marks],
             )
-            kept = {mark_of(petition_id, key) for petition_id, key in stored}
-            unfounded = [mark for mark in signed if mark not in kept]
             if unfounded:
-                removed += await client.unlink(*unfounded)
+                by_bucket: dict[str, list[bytes]] = defaultdict(list)
+                for row in unfounded:
+                    name, field, _, _ = marks[row["i"] - 1]
+                    by_bucket[name].append(field)
+                async with client.pipeline(transaction=False) as pipe:
+                    for name, fields in by_bucket.items():
+                        pipe.hdel(name, *fields)
+                    removed += sum(await pipe.execute())
+        if cursor == 0:
+            return removed
+
+
+async def remove_legacy_marks(client: aioredis.Redis) -> int:
+    """The marks of the first layout, once their signatures are marked the new way."""
+    removed = 0
+    cursor = 0
+    while True:
+        cursor, found = await client.scan(cursor, match=LEGACY_PATTERN, count=CHUNK)
+        if found:
+            removed += await client.unlink(*found)
         if cursor == 0:
             return removed
 
@@ -110,7 +148,8 @@ async def remove_unfounded_marks(pool: asyncpg.Pool, client: aioredis.Redis) -> 
 async def rebuild(pool: asyncpg.Pool, client: aioredis.Redis) -> Rebuilt:
     marked = await mark_stored_signatures(pool, client)
     removed = await remove_unfounded_marks(pool, client)
-    return Rebuilt(marked, removed)
+    legacy_removed = await remove_legacy_marks(client)
+    return Rebuilt(marked, removed, legacy_removed)
 
 
 async def rebuild_marks(settings: CounterSettings) -> None:
@@ -124,5 +163,9 @@ async def rebuild_marks(settings: CounterSettings) -> None:
         await runner.cleanup()
     log.info(
         "signature marks rebuilt from the stored signatures",
-        extra={"marked": done.marked, "removed": done.removed},
+        extra={
+            "marked": done.marked,
+            "removed": done.removed,
+            "legacy_removed": done.legacy_removed,
+        },
     )

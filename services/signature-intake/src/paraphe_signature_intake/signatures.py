@@ -32,6 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from paraphe_common.marks import Mark, mark_of
 from paraphe_common.streams import signature_subject
 from paraphe_signature_intake.publisher import AckedPublisher, PublishFailed
 
@@ -58,29 +59,30 @@ def dedupe_key(signer_key: str, petition_id: str) -> str:
     return hmac.digest(signer_key.encode(), petition_id.encode(), "sha256").hex()
 
 
-def mark_key(petition_id: str, key: str) -> str:
-    return f"sig:{petition_id}:{key}"
-
-
-# One command for a whole batch of marks, in the order they were asked: "p" sets a pending
-# mark if there is none (answering the previous value), "s" promotes a mark to signed, "g"
-# reads a mark (after whatever was asked before it: a person asking right after a 202 reads
-# its promotion).
+# One command for a whole batch of marks, in the order they were asked (paraphe_common.marks
+# says where a mark lives: a field of a signed bucket, a pending key), two keys and a field a
+# mark: "p" sets a pending mark if there is none (answering the previous value, "s" when the
+# person is already marked signed), "s" promotes a mark to signed (the pending key expires by
+# itself), "g" reads a mark (after whatever was asked before it: a person asking right after a
+# 202 reads its promotion).
 # redis-py spends ~50 µs of Python per command to pack and parse it (measured with a CPU-time
 # profile: a third of intake's time went to pipelined SETs); one script call per batch costs
 # that once. The keys of a batch share no hash slot, so this needs a single Redis primary (a
 # Sentinel group, as deployed), not Redis Cluster.
 _MARKS_SCRIPT: Final = """
 local ttl, kinds, answers = ARGV[1], ARGV[2], {}
-for i, key in ipairs(KEYS) do
+for i = 1, #kinds do
+  local bucket, pending, field = KEYS[2 * i - 1], KEYS[2 * i], ARGV[i + 2]
   local kind = string.byte(kinds, i)
   if kind == 115 then
-    redis.call('SET', key, 's')
+    redis.call('HSET', bucket, field, 1)
     answers[i] = false
+  elseif redis.call('HEXISTS', bucket, field) == 1 then
+    answers[i] = 's'
   elseif kind == 103 then
-    answers[i] = redis.call('GET', key)
+    answers[i] = redis.call('GET', pending)
   else
-    answers[i] = redis.call('SET', key, 'p', 'NX', 'GET', 'EX', ttl)
+    answers[i] = redis.call('SET', pending, 'p', 'NX', 'GET', 'EX', ttl)
   end
 end
 return answers
@@ -117,23 +119,23 @@ class Marks:
         self._timeout = timeout
         # (mark, kind, the future of its value) for a pending mark or a reading ("p", "g");
         # (mark, "s", None) to promote.
-        self._queued: list[tuple[str, str, asyncio.Future[bytes | None] | None]] = []
+        self._queued: list[tuple[Mark, str, asyncio.Future[bytes | None] | None]] = []
         self._writer: asyncio.Task[None] | None = None
         self._urgent = asyncio.Event()  # set when a queued mark has somebody waiting for it
 
-    def set_pending(self, mark: str) -> asyncio.Future[bytes | None]:
+    def set_pending(self, mark: Mark) -> asyncio.Future[bytes | None]:
         """The mark's previous value once it is set to pending, if it was not set already."""
         answer: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._enqueue(mark, answer)
         return answer
 
-    def read(self, mark: str) -> asyncio.Future[bytes | None]:
+    def read(self, mark: Mark) -> asyncio.Future[bytes | None]:
         """The mark's value, read after every mark asked before."""
         answer: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._enqueue(mark, answer, "g")
         return answer
 
-    def promote(self, mark: str) -> None:
+    def promote(self, mark: Mark) -> None:
         """Pending → signed, after JetStream's ack; nobody waits for it.
 
         A late or lost promotion costs a duplicate publish on a repeat, never a count.
@@ -141,7 +143,7 @@ class Marks:
         self._enqueue(mark, None, "s")
 
     def _enqueue(
-        self, mark: str, answer: asyncio.Future[bytes | None] | None, kind: str = "p"
+        self, mark: Mark, answer: asyncio.Future[bytes | None] | None, kind: str = "p"
     ) -> None:
         self._queued.append((mark, kind, answer))
         if answer is not None:
@@ -165,11 +167,15 @@ class Marks:
             self._writer = None
 
     async def _send(
-        self, batch: list[tuple[str, str, asyncio.Future[bytes | None] | None]]
+        self, batch: list[tuple[Mark, str, asyncio.Future[bytes | None] | None]]
     ) -> None:
         kinds = "".join(kind for _, kind, _ in batch)
+        keys: list[str] = []
+        for mark, _, _ in batch:
+            keys += (mark.bucket, mark.pending)
+        args = (self._pending_ttl, kinds, *(mark.field for mark, _, _ in batch))
         try:
-            results = await self._call([mark for mark, _, _ in batch], (self._pending_ttl, kinds))
+            results = await self._call(keys, args)
         except Exception as exc:  # whatever it is, nobody may wait for ever
             if not isinstance(exc, RedisError | OSError):
                 log.exception("marks batch failed")
@@ -248,7 +254,7 @@ class Intake:
         self._redis_unavailable = redis_unavailable
 
     async def accept(self, petition_id: str, key: str) -> Outcome:
-        mark = mark_key(petition_id, key)
+        mark = mark_of(petition_id, key)
         redis_answers = True
         try:
             previous = await self.marks.set_pending(mark)
@@ -273,4 +279,4 @@ class Intake:
         return Outcome.ACCEPTED
 
     async def has_signed(self, petition_id: str, key: str) -> bool:
-        return await self.marks.read(mark_key(petition_id, key)) == SIGNED
+        return await self.marks.read(mark_of(petition_id, key)) == SIGNED
