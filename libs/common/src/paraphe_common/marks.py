@@ -46,12 +46,9 @@ class Mark(NamedTuple):
 
 
 def mark_of(petition_id: str, dedupe_key: str) -> Mark:
-    """The mark of a dedupe key (hex, as intake publishes it and the counter encodes it)."""
-    return Mark(
-        f"{SIGNED_PREFIX}{petition_id}:{dedupe_key[:BUCKET_DIGITS]}",
-        bytes.fromhex(dedupe_key[BUCKET_DIGITS : BUCKET_DIGITS + 2 * FIELD_BYTES]),
-        f"{PENDING_PREFIX}{petition_id}:{dedupe_key}",
-    )
+    """The mark of a dedupe key in hex, as intake publishes it."""
+    bucket, field = signed_mark_of(petition_id, bytes.fromhex(dedupe_key))
+    return Mark(bucket, field, f"{PENDING_PREFIX}{petition_id}:{dedupe_key}")
 
 
 def parse_bucket(bucket: str) -> tuple[str, bytes] | None:

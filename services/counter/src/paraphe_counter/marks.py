@@ -43,7 +43,7 @@ LEGACY_PATTERN: Final = "sig:*"
 class Rebuilt:
     marked: int
     removed: int
-    legacy_removed: int = 0
+    legacy_removed: int
 
 
 async def mark_stored_signatures(pool: asyncpg.Pool, client: aioredis.Redis) -> int:
@@ -62,14 +62,14 @@ async def mark_stored_signatures(pool: asyncpg.Pool, client: aioredis.Redis) -> 
             "SELECT petition_id::text, dedupe_key FROM counter.signatures", prefetch=CHUNK
         )
         chunk: dict[str, dict[bytes, int]] = defaultdict(dict)
-        pending = 0
+        rows_in_chunk = 0
         async for petition_id, key in rows:
             bucket, field = signed_mark_of(petition_id, key)
             chunk[bucket][field] = SIGNED_VALUE
-            pending += 1
-            if pending >= CHUNK:
+            rows_in_chunk += 1
+            if rows_in_chunk >= CHUNK:
                 marked += await write(chunk)
-                chunk, pending = defaultdict(dict), 0
+                chunk, rows_in_chunk = defaultdict(dict), 0
         if chunk:
             marked += await write(chunk)
     return marked
