@@ -401,6 +401,43 @@ def test_every_image_is_built_by_a_dockerfile_of_the_repository(overlay: str) ->
                 assert (ROOT / "services" / service / "Dockerfile").is_file(), image
 
 
+def documented_server_images() -> dict[str, str]:
+    """Each server image and its version, as docs/deploy.md's table under "The servers'
+    images" names them (a row naming two images names their versions in the same order)."""
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    section = text.split("## The servers' images", 1)[1].split("\n## ", 1)[0]
+    versions: dict[str, str] = {}
+    for row in section.splitlines():
+        cells = row.split(" | ")
+        if not row.startswith("| `") or len(cells) < 3:
+            continue
+        images = re.findall(r"`([^`]+)`", re.sub(r"\([^)]*\)", "", cells[0]))
+        tags = re.findall(r"`([^`]+)`", cells[1])
+        if len(tags) == 1:
+            tags *= len(images)
+        versions.update(zip(images, tags, strict=True))
+    return versions
+
+
+def test_the_servers_run_the_versions_the_deployment_guide_names() -> None:
+    documented = documented_server_images()
+    assert set(documented) == {"redis", "nats", "ghcr.io/cloudnative-pg/postgresql", "postgres"}
+    used: set[str] = set()
+    for overlay in OVERLAYS:
+        images = [
+            container["image"]
+            for workload in objects(overlay)
+            if workload["kind"] in WORKLOADS
+            for container in containers(workload)
+        ] + [cluster["spec"]["imageName"] for cluster in find(overlay, "Cluster")]
+        for image in images:
+            repository, _, tag = image.rpartition(":")
+            if repository in documented:
+                assert tag == documented[repository], f"{overlay}: {image}"
+                used.add(repository)
+    assert used == set(documented)  # the guide names no image the manifests left
+
+
 def test_every_pod_is_hardened(overlay: str) -> None:
     for workload in [o for o in objects(overlay) if o["kind"] in WORKLOADS]:
         name = f"{workload['kind']}/{workload['metadata']['name']}"
