@@ -225,35 +225,37 @@ async def signatures_stream(cluster: NatsCluster) -> dict[str, object]:
     }
 
 
-async def all_current(cluster: NatsCluster, within: float = 30.0) -> None:
-    """Wait until the three servers hold current replicas of the stream: a restarted server
-    catches up in the background, and while it does a server's answer may still show the
-    replicas as they were (seen with nats-server 2.14: the leader listed twice)."""
+async def stream_once(
+    cluster: NatsCluster,
+    wanted: Callable[[dict[str, object]], bool],
+    what: str,
+    within: float = 30.0,
+) -> dict[str, object]:
+    """The SIGNATURES stream's replication once ``wanted`` holds of it. Elections and a
+    restarted server's catching up happen in the background: until they are over, no server
+    may answer, or an answer may still show the replicas as they were (seen with nats-server
+    2.14: the leader listed twice among the current replicas)."""
     deadline = time.monotonic() + within
-    current: object = None
+    stream: dict[str, object] | None = None
     while time.monotonic() < deadline:
         try:
-            current = (await signatures_stream(cluster))["current"]
+            stream = await signatures_stream(cluster)
         except (nats.errors.Error, TimeoutError, OSError):
-            current = None  # no leader to answer yet
-        if current == ["nats-0", "nats-1", "nats-2"]:
-            return
+            stream = None  # no leader to answer yet
+        if stream is not None and wanted(stream):
+            return stream
         await asyncio.sleep(0.2)
-    raise AssertionError(f"replicas not all current within {within:.0f} s: {current}")
+    raise AssertionError(f"not within {within:.0f} s: {what} (last seen: {stream})")
 
 
-async def new_leader(cluster: NatsCluster, *, instead_of: str, within: float = 30.0) -> str:
+async def new_leader(cluster: NatsCluster, *, instead_of: str) -> str:
     """The SIGNATURES stream's leader once it is another node than ``instead_of``."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            leader = (await signatures_stream(cluster))["leader"]
-        except (nats.errors.Error, TimeoutError, OSError):
-            leader = None  # no leader to answer yet
-        if leader and leader != instead_of:
-            return str(leader)
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"no leader other than {instead_of} within {within:.0f} s")
+    stream = await stream_once(
+        cluster,
+        lambda stream: stream["leader"] not in (None, "", instead_of),
+        f"a leader other than {instead_of}",
+    )
+    return str(stream["leader"])
 
 
 async def test_signing_survives_the_loss_and_return_of_the_signatures_stream_leader(
@@ -308,7 +310,11 @@ async def test_signing_survives_the_loss_and_return_of_the_signatures_stream_lea
         await services.assert_each_counted_once(database_url, petition, list(tokens))
         assert len(elected) == 1  # the leader was killed, and another one took the stream over
         # The restarted node catches up: three current replicas again.
-        await all_current(cluster)
+        await stream_once(
+            cluster,
+            lambda stream: stream["current"] == ["nats-0", "nats-1", "nats-2"],
+            "the three replicas current",
+        )
         # Counting goes on after the node's return, and repeats are still recognised.
         again = await services.campaign(petition, list(tokens.values())[:500])
         assert set(again) == {200}
