@@ -392,13 +392,22 @@ def test_intake_and_catalog_scale_on_cpu_and_counter_on_its_backlog(overlay: str
     assert f'"{metric}"' in counter_metrics.read_text(encoding="utf-8")
 
 
+def images(overlay: str) -> list[str]:
+    """Every image the overlay runs: its workloads' containers' and CloudNativePG's."""
+    return [
+        container["image"]
+        for workload in objects(overlay)
+        if workload["kind"] in WORKLOADS
+        for container in containers(workload)
+    ] + [cluster["spec"]["imageName"] for cluster in find(overlay, "Cluster")]
+
+
 def test_every_image_is_built_by_a_dockerfile_of_the_repository(overlay: str) -> None:
-    for workload in [o for o in objects(overlay) if o["kind"] in WORKLOADS]:
-        for container in containers(workload):
-            image = container["image"].rsplit(":", 1)[0]
-            if image.startswith("paraphe/"):
-                service = image.removeprefix("paraphe/")
-                assert (ROOT / "services" / service / "Dockerfile").is_file(), image
+    for image in images(overlay):
+        repository = image.rsplit(":", 1)[0]
+        if repository.startswith("paraphe/"):
+            service = repository.removeprefix("paraphe/")
+            assert (ROOT / "services" / service / "Dockerfile").is_file(), image
 
 
 def documented_server_images() -> dict[str, str]:
@@ -411,11 +420,11 @@ def documented_server_images() -> dict[str, str]:
         cells = row.split(" | ")
         if not row.startswith("| `") or len(cells) < 3:
             continue
-        images = re.findall(r"`([^`]+)`", re.sub(r"\([^)]*\)", "", cells[0]))
+        named = re.findall(r"`([^`]+)`", re.sub(r"\([^)]*\)", "", cells[0]))
         tags = re.findall(r"`([^`]+)`", cells[1])
         if len(tags) == 1:
-            tags *= len(images)
-        versions.update(zip(images, tags, strict=True))
+            tags *= len(named)
+        versions.update(zip(named, tags, strict=True))
     return versions
 
 
@@ -424,13 +433,7 @@ def test_the_servers_run_the_versions_the_deployment_guide_names() -> None:
     assert set(documented) == {"redis", "nats", "ghcr.io/cloudnative-pg/postgresql", "postgres"}
     used: set[str] = set()
     for overlay in OVERLAYS:
-        images = [
-            container["image"]
-            for workload in objects(overlay)
-            if workload["kind"] in WORKLOADS
-            for container in containers(workload)
-        ] + [cluster["spec"]["imageName"] for cluster in find(overlay, "Cluster")]
-        for image in images:
+        for image in images(overlay):
             repository, _, tag = image.rpartition(":")
             if repository in documented:
                 assert tag == documented[repository], f"{overlay}: {image}"
