@@ -1,6 +1,6 @@
 # paraphe — the two commands a newcomer needs are `make run` and `make test`.
 # Everything else is installed on first use: a pinned uv (into .tools/), the Python environment (.venv/,
-# from uv.lock) and, when missing, Debian's PostgreSQL, Redis, NATS and nginx packages.
+# from uv.lock) and, when missing, Debian's python3-venv, PostgreSQL, Redis, NATS and nginx packages.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -26,7 +26,15 @@ TYPED := libs/common libs/devstack $(wildcard services/*) tests bench
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
+# Debian ships venv's pip installer apart (python3-venv): installed when missing, as npm is.
+define ensure_venv
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { echo "installing python3-venv (Debian package)"; \
+		sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo -n ); $$sudo apt-get update -qq \
+		&& $$sudo apt-get install -y -qq --no-install-recommends python3-venv; }
+endef
+
 $(TOOLS)/bin/uv:
+	$(ensure_venv)
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
 
@@ -46,6 +54,7 @@ web/node_modules/.installed: web/package.json web/package-lock.json web/.dsfr.ym
 install: $(VENV)/.synced web/node_modules/.installed ## install the Python environment and the pages' npm packages
 
 $(CHECKOV):
+	$(ensure_venv)
 	$(PYTHON) -m venv $(TOOLS)/checkov
 	$(TOOLS)/checkov/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
 
@@ -61,7 +70,8 @@ format: install ## format the code
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-lint: install ## format check and lint
+lint: install ## format check, lint, and uv.lock up to date with the pyproject files
+	$(UV) lock --check
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 

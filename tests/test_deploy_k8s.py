@@ -23,7 +23,8 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache, partial
+from functools import partial
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,8 +45,10 @@ from yamllint.config import YamlLintConfig  # type: ignore[import-untyped]
 
 from paraphe_common.marks import HASH_MAX_LISTPACK_ENTRIES
 from paraphe_common.resources import redis_tls_options
+from paraphe_common.security import client_network
 from paraphe_devstack.binaries import Binaries
 from paraphe_devstack.clusters import wait_until
+from paraphe_devstack.manifests import K8S, Object, objects, render
 from paraphe_devstack.nats_access import (
     SERVICE_PERMISSIONS,
     USERS,
@@ -53,13 +56,12 @@ from paraphe_devstack.nats_access import (
     password_variable,
 )
 from paraphe_devstack.prometheus import RedisExporter
-from paraphe_devstack.proxy import ROUTES
+from paraphe_devstack.proxy import ROUTES, SERVICE_ENDPOINTS
 from paraphe_devstack.servers import LOCALHOST, free_port, port_answers
 from paraphe_devstack.stack import SERVICES
 from paraphe_devstack.tls import LocalAuthority, TlsFiles, local_certificates
 
 ROOT = Path(__file__).resolve().parents[1]
-K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")
 CHECKOV = ROOT / ".tools" / "checkov" / "bin" / "checkov"
 # The oldest Kubernetes minor version the manifests are written for (docs/deploy.md).
@@ -76,34 +78,6 @@ OPERATOR_KINDS = {
 }
 DEPLOYED = [spec for spec in SERVICES if spec.name != "franceconnect-sandbox"]
 WORKLOADS = {"Deployment", "StatefulSet", "Job"}
-
-Object = dict[str, Any]
-
-
-@cache
-def render(overlay: str) -> str:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed: the Kubernetes manifests cannot be rendered")
-    done = subprocess.run(
-        [kubectl, "kustomize", str(K8S / "overlays" / overlay)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
-@cache
-def _parsed(overlay: str) -> str:
-    return json.dumps([document for document in yaml.safe_load_all(render(overlay)) if document])
-
-
-def objects(overlay: str) -> list[Object]:
-    """The rendered objects, a fresh copy for each caller."""
-    parsed: list[Object] = json.loads(_parsed(overlay))
-    return parsed
 
 
 def named(actual: str, name: str) -> bool:
@@ -255,9 +229,9 @@ def route_like_ingress_nginx(paths: dict[str, str | None], path: str) -> str | N
 
 
 def route_like_the_local_proxy(path: str) -> str | None:
-    """nginx: /internal/ refused (and /_/ is not for the Ingress); regular expressions in
-    order; else the longest prefix."""
-    if path.startswith(("/internal/", "/_/")):
+    """nginx: /internal/ and the services' own endpoints refused (and /_/ is not for the
+    Ingress); regular expressions in order; else the longest prefix."""
+    if path.startswith(("/internal/", "/_/")) or re.search(SERVICE_ENDPOINTS[2:], path):
         return None
     for location, service in ROUTES:
         if location.startswith("~ ") and re.search(location[2:], path):
@@ -274,7 +248,7 @@ def test_the_ingress_has_a_path_for_each_route_of_the_local_proxy(overlay: str) 
         expected = location.removeprefix("~ ^") if location.startswith("~") else location
         assert paths.get(expected) == service, f"{location} should reach {service}"
     refused = {path for path, service in paths.items() if service is None}
-    assert refused == {"/internal/", "/_/"}
+    assert refused == {"/internal/", "/_/", SERVICE_ENDPOINTS.removeprefix("~ ^")}
     assert len(paths) == len(ROUTES) + len(refused)
 
 
@@ -299,10 +273,42 @@ def test_the_ingress_has_a_path_for_each_route_of_the_local_proxy(overlay: str) 
         "/api/moderation",
         "/_/counter/metrics",
         "/_/signature-intake/readyz",
+        "/metrics",
+        "/readyz",
+        "/healthz",
+        "/metrics/",
+        "/petitions/metrics",
+        "/petitions/8a7c/signature",
+        "/petitions/8a7c/signatures",
     ],
 )
 def test_the_ingress_routes_each_path_as_the_local_proxy_does(path: str) -> None:
     assert route_like_ingress_nginx(ingress_paths("prod"), path) == route_like_the_local_proxy(path)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/petitions/8a7c/signatures",
+        "/api/petitions/8a7c/signatures/me",
+        "/petitions/8a7c/signature",
+        "/auth/login",
+        "/auth/callback",
+    ],
+)
+def test_the_controller_logs_no_request_that_names_what_a_citizen_signs(path: str) -> None:
+    """Its access log keeps the client's address beside the path: not for these (privacy.md)."""
+    logged = {}
+    for ingress in find("prod", "Ingress"):
+        annotations = ingress["metadata"].get("annotations", {})
+        for rule in ingress["spec"]["rules"]:
+            for route in rule["http"]["paths"]:
+                off = annotations.get("nginx.ingress.kubernetes.io/enable-access-log") == "false"
+                logged[route["path"]] = not off
+    pattern = next(
+        p for p in sorted(logged, key=len, reverse=True) if re.match(p, path, re.IGNORECASE)
+    )
+    assert logged[pattern] is False, f"{path} is logged (through {pattern})"
 
 
 def test_the_count_stream_is_not_buffered() -> None:
@@ -354,7 +360,13 @@ def test_each_service_gets_every_setting_it_requires(overlay: str, spec: Any) ->
 @pytest.mark.parametrize("spec", DEPLOYED, ids=lambda spec: spec.name)
 def test_each_service_is_replicated_probed_bounded_and_spread(overlay: str, spec: Any) -> None:
     deployment = one(overlay, "Deployment", spec.name)
-    assert deployment["spec"]["replicas"] >= 2
+    scaled = find(overlay, "HorizontalPodAutoscaler", spec.name)
+    if scaled:
+        # The HPA owns the count: a Deployment's own would reset it at every apply, mid-surge.
+        assert "replicas" not in deployment["spec"]
+        assert scaled[0]["spec"]["minReplicas"] >= 2
+    else:
+        assert deployment["spec"]["replicas"] >= 2
     pod = pod_spec(deployment)
     (container,) = pod["containers"]
     assert container["image"].split(":")[0].endswith(f"paraphe/{spec.name}")
@@ -392,6 +404,25 @@ def test_intake_and_catalog_scale_on_cpu_and_counter_on_its_backlog(overlay: str
     assert f'"{metric}"' in counter_metrics.read_text(encoding="utf-8")
 
 
+def test_prod_reaches_the_surge_the_deployment_guide_plans_for() -> None:
+    """docs/deploy.md's million signatures a minute: 16,667/s, 3,500 an intake pod at the
+    HPA's 70 % of a whole core, and ~34 cores of auth-gateway (a sign-in per signature)."""
+
+    def cores_at_target(name: str) -> float:
+        container = pod_spec(one("prod", "Deployment", name))["containers"][0]
+        assert (
+            container["resources"]["requests"]["cpu"]
+            == "1"
+            == container["resources"]["limits"]["cpu"]
+        )
+        hpa = one("prod", "HorizontalPodAutoscaler", name)["spec"]
+        (target,) = [m["resource"]["target"] for m in hpa["metrics"] if m["type"] == "Resource"]
+        return float(hpa["maxReplicas"] * target["averageUtilization"] / 100)
+
+    assert cores_at_target("signature-intake") / 0.7 * 3_500 >= 16_667 * 1.5  # a zone lost
+    assert cores_at_target("auth-gateway") >= 34
+
+
 def images(overlay: str) -> list[str]:
     """Every image the overlay runs: its workloads' containers' and CloudNativePG's."""
     return [
@@ -410,11 +441,12 @@ def test_every_image_is_built_by_a_dockerfile_of_the_repository(overlay: str) ->
             assert (ROOT / "services" / service / "Dockerfile").is_file(), image
 
 
-def documented_server_images() -> dict[str, str]:
-    """Each server image and its version, as docs/deploy.md's table under "The servers'
-    images" names them (a row naming two images names their versions in the same order)."""
+def documented_images() -> dict[str, str]:
+    """Each image from elsewhere and its version, as docs/deploy.md's table under "The images
+    from elsewhere" names them (a row naming two images names their versions in the same
+    order)."""
     text = (ROOT / "docs" / "deploy.md").read_text()
-    section = text.split("## The servers' images", 1)[1].split("\n## ", 1)[0]
+    section = text.split("## The images from elsewhere", 1)[1].split("\n## ", 1)[0]
     versions: dict[str, str] = {}
     for row in section.splitlines():
         cells = row.split(" | ")
@@ -428,15 +460,17 @@ def documented_server_images() -> dict[str, str]:
     return versions
 
 
-def test_the_servers_run_the_versions_the_deployment_guide_names() -> None:
-    documented = documented_server_images()
-    assert set(documented) == {"redis", "nats", "ghcr.io/cloudnative-pg/postgresql", "postgres"}
+def test_every_image_from_elsewhere_runs_the_version_the_deployment_guide_names() -> None:
+    """Servers and sidecars alike: an image this repository does not build is in the guide's
+    table, with its version and why, or the test names it."""
+    documented = documented_images()
+    assert {"redis", "nats", "postgres", "oliver006/redis_exporter"} <= set(documented)
     used: set[str] = set()
     for overlay in OVERLAYS:
         for image in images(overlay):
             repository, _, tag = image.rpartition(":")
-            if repository in documented:
-                assert tag == documented[repository], f"{overlay}: {image}"
+            if not repository.startswith("paraphe/"):
+                assert tag == documented.get(repository), f"{overlay}: {image}"
                 used.add(repository)
     assert used == set(documented)  # the guide names no image the manifests left
 
@@ -871,6 +905,46 @@ def test_dev_runs_single_instances_and_the_sandbox() -> None:
     assert (
         issuer == one("dev", "ConfigMap", "franceconnect-sandbox")["data"]["PARAPHE_SANDBOX_ISSUER"]
     )
+    # The sandbox is served on the issuer's host, which is not the site's.
+    sandbox = one("dev", "Ingress", "franceconnect-sandbox")["spec"]
+    assert [rule["host"] for rule in sandbox["rules"]] == [urlsplit(issuer).hostname]
+    assert sandbox["tls"][0]["hosts"] == [urlsplit(issuer).hostname]
+    site = {rule["host"] for rule in one("dev", "Ingress", "paraphe")["spec"]["rules"]}
+    assert urlsplit(issuer).hostname not in site
+
+
+def test_prod_keeps_every_platform_setting_of_the_base_but_the_single_redis() -> None:
+    """prod merges its settings over the base's and removes PARAPHE_REDIS_URL alone (the
+    sentinels stand for it): a base setting lost there would fall back to the code's default,
+    as the trusted proxies once did."""
+    dev_only = {"PARAPHE_ACCESS_LOG"}  # dev's additions, over the base
+    prod = platform_settings("prod")
+    assert "PARAPHE_REDIS_URL" not in prod
+    assert set(platform_settings("dev")) - dev_only - {"PARAPHE_REDIS_URL"} <= set(prod)
+
+
+def test_the_services_that_read_the_thresholds_get_them_from_one_place(overlay: str) -> None:
+    """Counter, catalogue and moderation must agree on them (ThresholdSettings): the shared
+    ConfigMap gives them, and no service's own ConfigMap or env says otherwise."""
+    readers = {s.name for s in DEPLOYED if "thresholds" in settings_class(s.module).model_fields}
+    assert readers == {"counter", "petition-catalog", "moderation"}
+    for name in readers:
+        deployment = one(overlay, "Deployment", name)
+        assert "PARAPHE_THRESHOLDS" in environment_names(overlay, deployment)
+        container = pod_spec(deployment)["containers"][0]
+        assert "PARAPHE_THRESHOLDS" not in {v["name"] for v in container.get("env", [])}
+        for own in find(overlay, "ConfigMap", name):
+            assert "PARAPHE_THRESHOLDS" not in own.get("data", {})
+    assert platform_settings(overlay)["PARAPHE_THRESHOLDS"] == "100000,500000"
+
+
+def test_every_overlay_believes_forwarded_addresses_from_the_cluster_only(overlay: str) -> None:
+    """The Ingress controller's pods forward each citizen's address; were they not trusted,
+    every citizen would be the controller, one client for every rate limit."""
+    proxies = platform_settings(overlay)["PARAPHE_TRUSTED_PROXIES"]
+    network = client_network([ip_network(cidr) for cidr in proxies.split(",")], None)
+    assert all(map(network.peer_is_proxy, ["10.244.3.7", "172.20.0.9", "fd00::1:7"]))
+    assert not any(map(network.peer_is_proxy, ["203.0.113.9", "2001:db8::1"]))
 
 
 # ---- Redis over TLS ------------------------------------------------------------------------

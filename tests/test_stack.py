@@ -3,13 +3,15 @@
 import json
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 import redis
 
 from paraphe_devstack.binaries import Binaries
+from paraphe_devstack.cli import platform_settings
 from paraphe_devstack.servers import LOCALHOST
-from paraphe_devstack.stack import SERVICES, Stack, temporary_stack
+from paraphe_devstack.stack import SERVICES, Stack, StackPorts, temporary_stack
 
 pytestmark = pytest.mark.stack
 
@@ -36,6 +38,41 @@ def test_each_service_answers_its_probes_through_the_proxy(stack: Stack, service
     assert status == 200
     assert content_type.startswith("text/plain")
     assert "http_server_requests_total" in metrics
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/internal/authors/a"])
+def test_the_services_own_endpoints_are_not_served_on_the_sites_origin(
+    stack: Stack, path: str
+) -> None:
+    """The catalogue takes every path no other route claims: not these (nor does the Ingress)."""
+    status, _, body = fetch(stack, path)
+    assert status == 404
+    assert "http_server_requests_total" not in body
+
+
+def test_make_run_gives_every_service_the_platform_settings_of_its_environment(
+    binaries: Binaries, tmp_path: Path
+) -> None:
+    """PARAPHE_THRESHOLDS=10,20 make run: the platform's own settings reach the services; the
+    stack's (where the servers are, the secrets) cannot be changed that way."""
+    settings = platform_settings(
+        {
+            "PARAPHE_THRESHOLDS": "10,20",
+            "PARAPHE_REDIS_URL": "rediss://elsewhere:6379/0",
+            "PARAPHE_DEV_PROXY_PORT": "9080",
+            "HOME": "/root",
+        }
+    )
+    assert settings == {
+        "PARAPHE_THRESHOLDS": "10,20",
+        "PARAPHE_REDIS_URL": "rediss://elsewhere:6379/0",
+    }
+    stack = Stack(tmp_path, StackPorts(), binaries, settings=settings)
+    for spec in SERVICES:
+        env = stack.service_env(spec)
+        assert env["PARAPHE_THRESHOLDS"] == "10,20"
+        assert env["PARAPHE_REDIS_URL"] == stack.redis.url
+        assert "PARAPHE_DEV_PROXY_PORT" not in env
 
 
 def test_nats_asks_every_client_for_tls_and_a_password(stack: Stack) -> None:

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from paraphe_devstack.binaries import MissingBinaries, ensure_binaries
@@ -30,6 +31,16 @@ def intake_replicas() -> int:
     return int(value)
 
 
+def platform_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """The ``PARAPHE_*`` settings of the caller's environment (not ``PARAPHE_DEV_*``, the
+    stack's own), given to every service: ``PARAPHE_THRESHOLDS=10,20 make run``."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if name.startswith("PARAPHE_") and not name.startswith("PARAPHE_DEV_")
+    }
+
+
 class _Stop(Exception):
     pass
 
@@ -43,13 +54,17 @@ def run() -> int:
     pid_file = state_dir / "stack.pid"
     try:
         ports = StackPorts.from_env()
+        settings = platform_settings(os.environ)
         stack = Stack(
             state_dir,
             ports,
             ensure_binaries(with_proxy=True),
             intake_replicas=intake_replicas(),
+            settings=settings,
             say=_say,
         )
+        if settings:  # names only: a value may be a secret
+            _say("settings from the environment: " + ", ".join(sorted(settings)))
     except (MissingBinaries, ValueError) as exc:
         _say(str(exc))
         return 1

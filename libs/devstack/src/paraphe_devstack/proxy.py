@@ -17,10 +17,18 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("/auth/", "auth-gateway"),
     ("~ ^/api/petitions/[^/]+/signatures(/|$)", "signature-intake"),
     ("~ ^/api/petitions/[^/]+/count(/|$)", "counter"),
+    # The sign form without JavaScript: the catalogue's, but a route of its own, which the
+    # Ingress keeps out of its access log with the other signing routes.
+    ("~ ^/petitions/[^/]+/signature$", "petition-catalog"),
     ("/api/moderation/", "moderation"),
     ("/moderation/", "moderation"),
     ("/", "petition-catalog"),
 )
+
+# Each service's own probes and metrics, at the root of its port: never through the site's
+# origin, where the catalogue's "/" would otherwise answer them to anyone (the Ingress refuses
+# the same paths); on this machine they are under /_/<service>/.
+SERVICE_ENDPOINTS = "~ ^/(healthz|readyz|metrics)$"
 
 # Routes that stream (server-sent events): no buffering, long reads.
 STREAMING = frozenset({"counter"})
@@ -44,8 +52,9 @@ def nginx_config(prefix: Path, listen_port: int, services: Mapping[str, Sequence
         locations.append(
             f"        location {location} {{{extra} proxy_pass http://{upstream_name(service)}; }}"
         )
-    # Service-to-service routes are never reachable from outside.
+    # Service-to-service routes and the services' own endpoints are never reachable from outside.
     locations.insert(0, "        location /internal/ { return 404; }")
+    locations.insert(1, f"        location {SERVICE_ENDPOINTS} {{ return 404; }}")
     # Each service's probes and metrics, for people and tests on this machine only: the
     # production Ingress does not expose them.
     for service in services:

@@ -10,7 +10,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,6 +161,7 @@ class Stack:
         durable: bool = True,
         access_log: bool = True,
         intake_replicas: int = 1,
+        settings: Mapping[str, str] | None = None,
         say: Callable[[str], None] = lambda message: None,
     ) -> None:
         if intake_replicas < 1:
@@ -175,6 +176,10 @@ class Stack:
         }
         self.replica_ports[INTAKE] += [free_port() for _ in range(intake_replicas - 1)]
         self.access_log = access_log
+        # The platform's own settings a developer wants to try (PARAPHE_THRESHOLDS=10,20 make
+        # run): given to every service, under what the stack sets itself (where the servers
+        # are, the secrets), which they cannot change.
+        self.settings = dict(settings or {})
         self.binaries = binaries
         self.say = say
         self.postgres = PostgresServer(
@@ -216,6 +221,7 @@ class Stack:
         hold them."""
         secrets = DevSecrets.load_or_create(self.state_dir / "secrets.json")
         env = {k: v for k, v in os.environ.items() if not k.startswith("PARAPHE_")}
+        env.update(self.settings)
         env.update(
             PARAPHE_HOST=LOCALHOST,
             PARAPHE_PORT=str(port or self.ports.services[spec.name]),
