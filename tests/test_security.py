@@ -3,8 +3,10 @@ trusted proxies, security headers, CSRF on cookie-authenticated changes, per-cli
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from ipaddress import ip_address, ip_network
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -12,11 +14,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
+from paraphe_common import security
 from paraphe_common.app import create_service_app
+from paraphe_common.auth import presented_token
 from paraphe_common.problems import PROBLEM_CONTENT_TYPE
 from paraphe_common.resources import REDIS, redis
 from paraphe_common.security import (
     API_POLICY,
+    CLIENT_LIMITS,
     DEPOSIT,
     PAGE_POLICY,
     ClientLimit,
@@ -26,6 +31,7 @@ from paraphe_common.security import (
     limit_per_client,
 )
 from paraphe_common.settings import RedisSettings, ServiceSettings
+from paraphe_common.tokens import STAFF
 from paraphe_common.velocity import range_of
 from paraphe_devstack.servers import RedisServer
 
@@ -52,6 +58,11 @@ async def change(request: web.Request) -> web.Response:
     return web.json_response({"changed": True})
 
 
+async def staff_change(request: web.Request) -> web.Response:
+    """A change made with whichever token a service would take: the bearer's or the cookie's."""
+    return web.json_response({"token": presented_token(request, STAFF)})
+
+
 def make_app(settings: ServiceSettings, *, with_redis: bool) -> web.Application:
     app = create_service_app(
         "example", settings, [redis(settings)] if isinstance(settings, RedisSettings) else []
@@ -60,6 +71,7 @@ def make_app(settings: ServiceSettings, *, with_redis: bool) -> web.Application:
     app.router.add_get("/api/whoami", whoami)
     app.router.add_get("/page", page)
     app.router.add_post("/api/change", change)
+    app.router.add_post("/api/staff-change", staff_change)
     app.router.add_get("/auth/login", limit_per_client(TINY)(change))
     app.router.add_get("/auth/other", limit_per_client(DEPOSIT)(change))
     return app
@@ -180,6 +192,36 @@ async def test_cookie_authenticated_changes_must_come_from_the_site(client: Clie
     assert anonymous.status == 200
 
 
+@pytest.mark.parametrize(
+    ("authorization", "bearer"),
+    [
+        ("Bearer a-bearer-token", "a-bearer-token"),
+        ("bearer a-bearer-token", "a-bearer-token"),
+        ("Basic eDp5", None),
+        ("Negotiate abc", None),
+        ("Bearer", None),
+        ("Bearer   ", None),
+    ],
+)
+async def test_only_a_bearer_token_that_is_used_exempts_a_change_from_the_origin_check(
+    client: Client, authorization: str, bearer: str | None
+) -> None:
+    # Any other Authorization leaves the cookie authenticating the change: a hostile page
+    # adding one (Basic x) to a staff member's cross-site post must not pass.
+    headers = {
+        "Cookie": "paraphe_staff=the-cookie",
+        "Authorization": authorization,
+        "Origin": "https://evil.example",
+    }
+    answer = await client.post("/api/staff-change", headers=headers)
+    if bearer is None:
+        assert answer.status == 403
+        assert (await answer.json())["type"] == "urn:paraphe:problem:cross-site-form"
+    else:
+        assert answer.status == 200
+        assert (await answer.json())["token"] == bearer
+
+
 async def test_the_public_url_is_the_origin_when_the_service_knows_it(
     aiohttp_client: AiohttpClient,
 ) -> None:
@@ -281,3 +323,24 @@ async def test_a_signed_in_answer_is_kept_by_no_shared_cache(client: Client) -> 
         personal = await client.get("/api/whoami", headers=credentials)
         assert personal.headers["Cache-Control"] == "private, no-store"
         assert personal.headers["X-Frame-Options"] == "DENY"
+
+
+def test_every_client_limit_is_one_a_service_applies() -> None:
+    """A limit no route applies would be exported at 0 forever, and an alert on it would never
+    fire: each is applied somewhere (limit_per_client, or refuse_over_limit for signing's
+    guard), and public reports, limited by moderation itself, are not one of them."""
+    root = Path(__file__).resolve().parents[1]
+    sources = "\n".join(
+        path.read_text(encoding="utf-8")
+        for path in [*root.glob("services/*/src/**/*.py"), *root.glob("libs/common/src/**/*.py")]
+        if path.name != "security.py"
+    )
+    names = {
+        value.name: name for name, value in vars(security).items() if isinstance(value, ClientLimit)
+    }
+    assert set(names) == set(CLIENT_LIMITS)
+    for limit, name in names.items():
+        applied = rf"limit_per_client\({name}\)|refuse_over_limit\([^)]*\b{name}\b"
+        assert re.search(applied, sources), f"no route applies the {limit} limit"
+    with pytest.raises(ValueError, match="report"):
+        create_service_app("example", ServiceSettings(client_limits={"report": 5}))

@@ -6,14 +6,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from playwright.async_api import expect
 
 from paraphe_devstack.browser import Browser
+from paraphe_devstack.playwright import assert_accessible, chromium, csp_violations, screenshot
 from paraphe_devstack.servers import RedisServer
 from paraphe_devstack.stack import FRANCECONNECT_CLIENT_ID, Stack
 from paraphe_franceconnect_sandbox.identities import generated_citizen
@@ -53,14 +56,47 @@ async def test_an_adult_signs_in_then_signs_a_petition(browser: Browser) -> None
 async def test_a_minor_is_refused_with_a_clear_page_and_receives_nothing(
     browser: Browser, minor: str
 ) -> None:
-    login = await browser.get(f"{browser.gateway}/auth/login?flow=sign&login_hint={minor}")
+    petition = await open_petition(browser)
+    login = await browser.get(
+        f"{browser.gateway}/auth/login?flow=sign&petition={petition}&login_hint={minor}"
+    )
     at_sandbox = await browser.get(login.headers["Location"])
     async with browser.session.get(
         at_sandbox.headers["Location"], allow_redirects=False, headers={"Accept": "text/html"}
     ) as page:
         assert page.status == 403
-        assert "réservé aux personnes majeures" in await page.text()
+        text = await page.text()
+    assert "réservé aux personnes majeures" in text
+    # In the site's layout, leading back to the petition.
+    assert '<header role="banner" class="fr-header">' in text
+    assert f'<a class="fr-btn" href="/petitions/{petition}">Revenir à la pétition</a>' in text
     assert browser.cookie(SIGNER_COOKIE) is None
+
+
+async def test_a_minor_reads_the_refusal_in_the_sites_layout_and_goes_back_to_the_petition(
+    stack: Stack,
+) -> None:
+    async with chromium() as chromium_browser:
+        context = await chromium_browser.new_context(base_url=stack.public_url, locale="fr-FR")
+        broken_csp = csp_violations(context)
+        page = await context.new_page()
+        await page.goto("/petitions")
+        await page.get_by_role("link", name=re.compile("premiers secours")).click()
+        petition = page.url
+        await page.get_by_role("button", name=re.compile("FranceConnect")).click()
+        await page.locator("#identite-lea-petit").check()
+        async with page.expect_response(re.compile("/auth/callback")) as callback:
+            await page.get_by_role("button", name="Se connecter").click()
+        assert (await callback.value).status == 403
+        await expect(page.get_by_text("réservé aux personnes majeures")).to_be_visible()
+        await expect(page.locator("header.fr-header")).to_be_visible()
+        await assert_accessible(page)
+        await screenshot(page, "connexion-mineur-refusee")
+        await page.get_by_role("link", name="Revenir à la pétition").click()
+        await expect(page).to_have_url(petition)
+        await expect(page.get_by_role("heading", level=1)).to_contain_text("premiers secours")
+        await context.close()
+    assert broken_csp == []
 
 
 async def test_someone_turning_18_today_may_sign(browser: Browser) -> None:
@@ -127,6 +163,25 @@ async def test_logout_ends_the_franceconnect_session_too(browser: Browser, stack
     home = await browser.get(back.headers["Location"])
     assert home.headers["Location"] == "/petitions"
     assert browser.cookie(SIGNER_COOKIE) is None
+
+
+async def test_a_sign_in_finished_in_another_browser_signs_nobody_in(
+    browser: Browser, stack: Stack
+) -> None:
+    # Someone begins a sign-in and has another person's browser open its way back (login CSRF).
+    login = await browser.get(f"{browser.gateway}/auth/login?flow=sign&login_hint=jean-martin")
+    at_sandbox = await browser.get(login.headers["Location"])
+    callback_url = at_sandbox.headers["Location"]
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        victim = Browser(session, stack.public_url)
+        refused = await victim.get(callback_url)
+        assert refused.status == 400
+        assert (await refused.json())["type"] == "urn:paraphe:problem:invalid-state"
+        assert victim.cookie(SIGNER_COOKIE) is None
+    # The browser that began it still finishes it.
+    finished = await browser.get(callback_url)
+    assert finished.status == 302
+    assert browser.cookie(SIGNER_COOKIE)
 
 
 async def redis_contents(server: RedisServer) -> str:

@@ -161,7 +161,11 @@ async def test_failures_are_french_pages_in_the_layout_and_problems_for_apis(
     assert 'class="fr-header"' in html
     unknown = await client.get("/nowhere", headers={"Accept": "text/html"})
     assert unknown.status == 404
-    assert 'class="fr-footer"' in await unknown.text()
+    html = await unknown.text()
+    assert 'class="fr-footer"' in html
+    # Not the advice for a failure that passes: the address leads nowhere.
+    assert "Cette adresse ne correspond à aucune page du site" in html
+    assert "quelques instants" not in html
     api = await client.get("/missing", headers={"Accept": "application/json"})
     assert api.content_type == "application/problem+json"
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -34,9 +35,11 @@ def gateway_settings(
     staff_issuer: str,
     catalog_url: str,
     client_secret: str = CLIENT_SECRET,
+    scheme: str = "http",
+    **overrides: Any,
 ) -> AuthGatewaySettings:
     return AuthGatewaySettings(
-        public_url=f"http://127.0.0.1:{port}",
+        public_url=f"{scheme}://127.0.0.1:{port}",
         redis_url=redis_url,
         token_signing_key=signing_key.private_pem,
         token_signing_key_id=signing_key.kid,
@@ -49,18 +52,49 @@ def gateway_settings(
         staff_issuer=staff_issuer,
         staff_client_id=CLIENT_ID,
         staff_client_secret=client_secret,
-        staff_roles=json.dumps(STAFF_ROLES),
         signer_peppers=json.dumps({"1": new_pepper()}),
         catalog_url=catalog_url,
+        **{"staff_roles": json.dumps(STAFF_ROLES)} | overrides,
     )
 
 
+SettingsFactory = Callable[..., AuthGatewaySettings]
+
+
 @pytest.fixture
-async def browser_factory() -> AsyncIterator[Callable[[str], Browser]]:
+def settings_with(signing_key: SigningKey, signer_key: SignerKey) -> SettingsFactory:
+    """Settings of a gateway that is not started, with the test's ``overrides``."""
+
+    def make(**overrides: Any) -> AuthGatewaySettings:
+        return gateway_settings(
+            port=8080,
+            redis_url="redis://127.0.0.1:1",
+            signing_key=signing_key,
+            signer_key=signer_key,
+            franceconnect_issuer="https://franceconnect.example",
+            staff_issuer="https://agents.example",
+            catalog_url="http://127.0.0.1:1",
+            **overrides,
+        )
+
+    return make
+
+
+BrowserFactory = Callable[..., Browser]
+
+
+@pytest.fixture
+async def browser_factory() -> AsyncIterator[BrowserFactory]:
+    """Browsers for a gateway; ``behind_https``: the gateway is served over plain http here
+    but its public URL is https (TLS ends at the proxy), so the browser sends it its Secure
+    cookies, as a real browser sends them to the https site."""
     sessions: list[aiohttp.ClientSession] = []
 
-    def make(gateway: str) -> Browser:
-        session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    def make(gateway: str, *, behind_https: bool = False) -> Browser:
+        jar = aiohttp.CookieJar(
+            unsafe=True, treat_as_secure_origin=gateway if behind_https else None
+        )
+        session = aiohttp.ClientSession(cookie_jar=jar)
         sessions.append(session)
         return Browser(session, gateway)
 
@@ -84,28 +118,46 @@ async def servers() -> AsyncIterator[list[TestServer]]:
         await server.close()
 
 
+RogueFactory = Callable[..., Awaitable[RogueSetup]]
+
+
 @pytest.fixture
-async def rogue(
+def start_rogue(
     redis_server: RedisServer,
     signing_key: SigningKey,
     signer_key: SignerKey,
     servers: list[TestServer],
-    browser_factory: Callable[[str], Browser],
-) -> RogueSetup:
+    browser_factory: BrowserFactory,
+) -> RogueFactory:
+    """Starts auth-gateway whose citizens' and agents' provider is the test's rogue provider;
+    ``scheme`` is its public URL's (https: production's cookies); ``overrides``, other settings.
+    """
+
+    async def start(*, scheme: str = "http", **overrides: Any) -> RogueSetup:
+        provider_port, gateway_port = free_port(), free_port()
+        issuer = f"http://127.0.0.1:{provider_port}"
+        provider = RogueProvider(issuer, CLIENT_ID, CLIENT_SECRET)
+        servers.append(await serve(provider.app(), provider_port))
+        settings = gateway_settings(
+            port=gateway_port,
+            redis_url=redis_server.url,
+            signing_key=signing_key,
+            signer_key=signer_key,
+            franceconnect_issuer=issuer,
+            staff_issuer=issuer,
+            catalog_url="http://127.0.0.1:1",
+            scheme=scheme,
+            **overrides,
+        )
+        servers.append(await serve(create_app(settings), gateway_port))
+        gateway_url = f"http://127.0.0.1:{gateway_port}"
+        browser = browser_factory(gateway_url, behind_https=scheme == "https")
+        return RogueSetup(provider, browser, gateway_url)
+
+    return start
+
+
+@pytest.fixture
+async def rogue(start_rogue: RogueFactory) -> RogueSetup:
     """auth-gateway whose citizens' and agents' provider is the test's rogue provider."""
-    provider_port, gateway_port = free_port(), free_port()
-    issuer = f"http://127.0.0.1:{provider_port}"
-    provider = RogueProvider(issuer, CLIENT_ID, CLIENT_SECRET)
-    servers.append(await serve(provider.app(), provider_port))
-    settings = gateway_settings(
-        port=gateway_port,
-        redis_url=redis_server.url,
-        signing_key=signing_key,
-        signer_key=signer_key,
-        franceconnect_issuer=issuer,
-        staff_issuer=issuer,
-        catalog_url="http://127.0.0.1:1",
-    )
-    servers.append(await serve(create_app(settings), gateway_port))
-    gateway_url = f"http://127.0.0.1:{gateway_port}"
-    return RogueSetup(provider, browser_factory(gateway_url), gateway_url)
+    return await start_rogue()

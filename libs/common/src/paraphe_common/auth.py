@@ -31,11 +31,19 @@ _SIGN_IN_REQUIRED: Final = {
 }
 
 
+def bearer_token(request: web.BaseRequest) -> str | None:
+    """The token of an ``Authorization: Bearer`` header; None for any other, or none at all."""
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    token = credentials.strip()
+    return token if token and scheme.lower() == "bearer" else None
+
+
 def presented_token(request: web.BaseRequest, audience: str) -> str | None:
-    authorization = request.headers.get("Authorization", "")
-    scheme, _, credentials = authorization.partition(" ")
-    if scheme.lower() == "bearer" and credentials:
-        return credentials.strip()
+    """The bearer token, else the audience's cookie: the CSRF check
+    (``paraphe_common.security.cookie_authenticated``) spares exactly the former."""
+    token = bearer_token(request)
+    if token is not None:
+        return token
     cookie = COOKIES.get(audience)
     return request.cookies.get(cookie) if cookie else None
 

@@ -49,6 +49,18 @@ def title_for(status: int) -> str:
     return STATUS_TITLES.get(status, "Erreur du client" if status < 500 else "Erreur du serveur")
 
 
+def advice_for(status: int) -> str:
+    """What a page tells a person about a failure that came without a detail of its own."""
+    if status == 404:
+        return (
+            "Cette adresse ne correspond à aucune page du site : vérifiez-la, ou repartez de "
+            "l'accueil ou de la liste des pétitions."
+        )
+    if status == 429 or status >= 500:
+        return "Merci de réessayer dans quelques instants."
+    return "Votre demande n'a pas pu être traitée : revenez à la page précédente."
+
+
 class Problem(Exception):
     """A failure to report to the client as a problem document."""
 
@@ -143,7 +155,7 @@ def problem_page(
         status=status,
         text=_PAGE.format(
             title=html.escape(title),
-            detail=html.escape(detail or "Merci de réessayer dans quelques instants."),
+            detail=html.escape(detail or advice_for(status)),
         ),
         content_type="text/html",
         headers=headers,

@@ -13,7 +13,9 @@
   of caching, so that no shared cache keeps them.
 - CSRF: a state change (POST, PUT, PATCH, DELETE) that a browser authenticates with one of our
   cookies, and not with a bearer token, must come from the site's own origin (its Origin, or
-  without one its Referer). SameSite=Lax cookies are the first lock, this is the second.
+  without one its Referer). SameSite=Lax cookies are the first lock, this is the second. Only
+  an ``Authorization: Bearer <token>`` spares it, the one header services take a token from
+  instead of the cookie.
 - Per-client rate limits (sign-in, signing, deposits): a fixed window per client and limit in
   Redis, shared by every replica, answering 429 with Retry-After as a problem. A client is an
   IPv4 address or an IPv6 /64 (what one subscriber holds), stored only as a keyed hash under a
@@ -44,7 +46,7 @@ from multidict import CIMultiDict
 from prometheus_client import CollectorRegistry, Counter
 from redis.exceptions import RedisError
 
-from paraphe_common.auth import COOKIES
+from paraphe_common.auth import COOKIES, bearer_token
 from paraphe_common.problems import Problem
 from paraphe_common.rate_limits import TokenBuckets
 from paraphe_common.resources import REDIS
@@ -286,7 +288,12 @@ def sent_origin(request: web.BaseRequest) -> str | None:
 
 
 def cookie_authenticated(request: web.BaseRequest) -> bool:
-    return "Authorization" not in request.headers and not _COOKIE_NAMES.isdisjoint(request.cookies)
+    """One of our cookies is what authenticates the request: it carries one, and no bearer
+    token, which ``presented_token`` would take instead. Any other Authorization (Basic, a
+    bearer without a token) leaves the cookie in charge: a page cannot buy an exemption."""
+    if "Authorization" in request.headers and bearer_token(request) is not None:
+        return False  # the bearer token authenticates it
+    return not _COOKIE_NAMES.isdisjoint(request.cookies)
 
 
 def cross_site_refusal() -> Problem:
@@ -348,10 +355,9 @@ SIGNING: Final = ClientLimit(
 DEPOSIT: Final = ClientLimit(
     "deposit", 30, 3600, "Trop de dépôts depuis votre réseau : merci de réessayer plus tard."
 )
-REPORT: Final = ClientLimit(
-    "report", 30, 3600, "Vous avez envoyé beaucoup de signalements : réessayez plus tard."
-)
-CLIENT_LIMITS: Final = {limit.name: limit for limit in (SIGN_IN, SIGNING, DEPOSIT, REPORT)}
+# Public reports have moderation's own limit (PARAPHE_REPORTS_PER_HOUR, in each replica's
+# memory: moderation has no Redis), counted in moderation_reports_rate_limited_total.
+CLIENT_LIMITS: Final = {limit.name: limit for limit in (SIGN_IN, SIGNING, DEPOSIT)}
 
 # One INCR per request; the window starts with the first request and ends with the key.
 _WINDOW_SCRIPT: Final = """

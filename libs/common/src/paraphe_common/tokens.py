@@ -18,8 +18,12 @@ cache until it expires (a signer who signs several petitions, or polls, presents
 
 Signer tokens are checked without python-jose: an HMAC-SHA256 over the first two segments,
 compared in constant time, then the same claim rules as python-jose's (issuer, subject, iat,
-jti), in 3 µs instead of 26. tests/test_tokens.py proves the two checks agree token for
-token, on valid tokens and on every forgery and malformation it knows.
+jti), in 3 µs instead of 26. It is at least as strict as python-jose: tests/test_tokens.py
+shows the two agree on valid tokens and on every forgery and malformation it knows, but for
+one known difference, where this check is the stricter: python-jose drops characters outside
+the base64url alphabet from a signature before decoding it (a non-ASCII ``é``, or two stray
+``!``), so the genuine signature with such characters added still passes there, whereas the
+strict decoding here refuses the token.
 """
 
 from __future__ import annotations
@@ -152,7 +156,8 @@ def jose_payload(token: str, key: VerificationKey) -> dict[str, Any]:
 
 
 def hmac_payload(token: str, key: VerificationKey) -> dict[str, Any]:
-    """What ``jose_payload`` answers for an HS256 token, with the standard library alone."""
+    """What ``jose_payload`` answers for an HS256 token, with the standard library alone;
+    a refusal where python-jose lets characters outside base64url in a signature pass."""
     if key.secret is None:
         raise InvalidToken("not a secret key")
     try:

@@ -41,3 +41,9 @@ class Browser:
             if cookie.key == name:
                 return cookie.value
         return None
+
+
+async def problem_of(response: aiohttp.ClientResponse) -> str:
+    """The problem an answer names (``urn:paraphe:problem:<name>``), once it is problem+json."""
+    assert response.content_type == "application/problem+json", response.content_type
+    return str((await response.json())["type"]).removeprefix("urn:paraphe:problem:")

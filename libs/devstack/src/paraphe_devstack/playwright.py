@@ -11,7 +11,7 @@ import functools
 import json
 import re
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Final
@@ -59,16 +59,20 @@ async def chromium() -> AsyncIterator[Browser]:
             await browser.close()
 
 
-async def accessibility_violations(page: Page) -> list[dict[str, Any]]:
-    """axe-core's serious and critical violations on the page as it is now."""
+async def accessibility_violations(page: Page, rules: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """axe-core's serious and critical violations on the page as it is now; given ``rules``,
+    those rules' violations only, whatever their impact (heading-order is "moderate")."""
     if not AXE.exists():
         raise RuntimeError(f"{AXE} is missing: run `make install` (npm ci in web/)")
     # Evaluated by the test's own channel (the DevTools protocol), not as a <script> of the
     # page: the site's Content-Security-Policy rightly refuses inline scripts.
     if not await page.evaluate("() => typeof axe !== 'undefined'"):
         await page.evaluate(_axe_source())
+    options: dict[str, Any] = {"resultTypes": ["violations"]}
+    if rules:
+        options["runOnly"] = {"type": "rule", "values": list(rules)}
     results: dict[str, Any] = await page.evaluate(
-        "async () => await axe.run(document, {resultTypes: ['violations']})"
+        "async (options) => await axe.run(document, options)", options
     )
     return [
         {
@@ -78,7 +82,7 @@ async def accessibility_violations(page: Page) -> list[dict[str, Any]]:
             "targets": [node["target"] for node in violation["nodes"]][:5],
         }
         for violation in results["violations"]
-        if violation["impact"] in BLOCKING_IMPACTS
+        if rules or violation["impact"] in BLOCKING_IMPACTS
     ]
 
 
@@ -99,8 +103,8 @@ def csp_violations(context: BrowserContext) -> list[str]:
     return violations
 
 
-async def assert_accessible(page: Page) -> None:
-    violations = await accessibility_violations(page)
+async def assert_accessible(page: Page, rules: Sequence[str] = ()) -> None:
+    violations = await accessibility_violations(page, rules)
     assert not violations, f"{page.url}:\n{json.dumps(violations, indent=2, ensure_ascii=False)}"
 
 

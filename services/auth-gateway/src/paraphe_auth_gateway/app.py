@@ -1,6 +1,7 @@
 from aiohttp import web
 
 from paraphe_auth_gateway.context import gateway_context
+from paraphe_auth_gateway.pages import setup_pages
 from paraphe_auth_gateway.routes import setup_routes
 from paraphe_auth_gateway.settings import AuthGatewaySettings
 from paraphe_common.app import create_service_app
@@ -18,5 +19,6 @@ def create_app(settings: AuthGatewaySettings) -> web.Application:
     app[SETTINGS] = settings
     app[TOKEN_VERIFIER] = TokenVerifier.from_settings(settings)
     app.cleanup_ctx.append(gateway_context(settings, app[METRICS]))
+    setup_pages(app)
     setup_routes(app)
     return app

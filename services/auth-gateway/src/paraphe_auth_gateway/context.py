@@ -14,7 +14,7 @@ from paraphe_auth_gateway.catalog import Catalog
 from paraphe_auth_gateway.flows import AUTHOR_FLOW, FRANCECONNECT, SIGN, STAFF_PROVIDER, Flow
 from paraphe_auth_gateway.identity import signer_key
 from paraphe_auth_gateway.oidc import Client, Provider
-from paraphe_auth_gateway.settings import AuthGatewaySettings
+from paraphe_auth_gateway.settings import AuthGatewaySettings, allowlist_key
 from paraphe_common.peppers import KEYS_CLAIM
 from paraphe_common.resources import CleanupContext
 from paraphe_common.tokens import TokenIssuer
@@ -75,7 +75,7 @@ class Gateway:
         allowlist = self.settings.staff_roles
         roles = set(allowlist.get(subject, []))
         if isinstance(email, str):
-            roles.update(allowlist.get(email.lower(), []))
+            roles.update(allowlist.get(allowlist_key(email), []))
         return frozenset(roles)
 
     def lifetime(self, flow: Flow) -> int:
@@ -88,6 +88,21 @@ class Gateway:
     def count(self, flow: Flow | None, outcome: str) -> None:
         self.sign_ins.labels(flow.name if flow else "unknown", outcome).inc()
 
+    @property
+    def secure_cookies(self) -> bool:
+        """The site is https: its cookies are Secure (locally, over http, they would be lost)."""
+        return self.settings.public_url.scheme == "https"
+
+    @property
+    def sign_in_cookie(self) -> str:
+        """The cookie binding a sign-in under way to the browser that began it.
+
+        ``__Host-``: a browser takes it only Secure, for the whole site and from this host
+        alone, so no neighbouring subdomain can plant one of its own. Plain http (locally)
+        holds no Secure cookie, hence the bare name there.
+        """
+        return "__Host-paraphe_sign_in" if self.secure_cookies else "paraphe_sign_in"
+
     def set_cookie(
         self, response: web.StreamResponse, name: str, value: str, *, max_age: int, path: str = "/"
     ) -> None:
@@ -98,11 +113,15 @@ class Gateway:
             path=path,
             httponly=True,
             samesite="Lax",  # sent on the top-level return from FranceConnect, not cross-site posts
-            secure=self.settings.public_url.scheme == "https",
+            secure=self.secure_cookies,
         )
 
     def delete_cookie(self, response: web.StreamResponse, name: str, *, path: str = "/") -> None:
-        response.del_cookie(name, path=path)
+        # With the attributes it was set with: a browser refuses a __Host- cookie, even an
+        # expired one, that is not Secure.
+        response.del_cookie(
+            name, path=path, httponly=True, samesite="Lax", secure=self.secure_cookies
+        )
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -137,6 +156,7 @@ def gateway_context(settings: AuthGatewaySettings, registry: CollectorRegistry) 
                             acr_values=settings.franceconnect_acr_values,
                         ),
                         http,
+                        keys_max_age=settings.provider_keys_max_age,
                     ),
                     STAFF_PROVIDER: Provider(
                         Client(
@@ -145,6 +165,7 @@ def gateway_context(settings: AuthGatewaySettings, registry: CollectorRegistry) 
                             client_secret=settings.staff_client_secret.get_secret_value(),
                         ),
                         http,
+                        keys_max_age=settings.provider_keys_max_age,
                     ),
                 },
                 issuer=issuer,

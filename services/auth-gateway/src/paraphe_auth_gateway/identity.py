@@ -30,8 +30,8 @@ class NotAnAdult(Exception):
     pass
 
 
-class MissingBirthdate(Exception):
-    pass
+class InvalidBirthdate(Exception):
+    """No birth date, or not one: the identity is incomplete, which says nothing of the age."""
 
 
 def _subkey(pepper: str, label: bytes) -> bytes:
@@ -56,9 +56,9 @@ def age_on(birthdate: date, day: date) -> int:
 
 
 def check_adult(birthdate_claim: object, today: date | None = None) -> None:
-    """Refuse anyone under 18 today in Europe/Paris, or whose birth date is not given."""
+    """Refuse anyone under 18 today in Europe/Paris, or whose birth date is not a date."""
     if not isinstance(birthdate_claim, str) or not (parts := _PARTIAL_DATE.match(birthdate_claim)):
-        raise MissingBirthdate
+        raise InvalidBirthdate
     year, month, day = (int(part) for part in parts.groups())
     month = month or 12
     if day == 0 and 1 <= month <= 12:
@@ -66,6 +66,6 @@ def check_adult(birthdate_claim: object, today: date | None = None) -> None:
     try:
         birthdate = date(year, month, day)
     except ValueError:
-        raise MissingBirthdate from None
+        raise InvalidBirthdate from None
     if age_on(birthdate, today or today_in_paris()) < ADULT_AGE:
         raise NotAnAdult

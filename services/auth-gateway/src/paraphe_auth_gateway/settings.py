@@ -1,7 +1,18 @@
-from typing import Annotated, Self
+import json
+from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, Field, HttpUrl, Json, SecretStr, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    HttpUrl,
+    Json,
+    SecretStr,
+    model_validator,
+)
+from pydantic_settings import NoDecode
 
+from paraphe_auth_gateway.oidc import DEFAULT_KEYS_MAX_AGE_SECONDS
 from paraphe_common.settings import RedisSettings, ServiceSettings
 from paraphe_common.tokens import (
     STAFF_ROLES,
@@ -9,6 +20,41 @@ from paraphe_common.tokens import (
     TokenSigningSettings,
     TokenVerificationSettings,
 )
+
+
+def allowlist_key(key: str) -> str:
+    """A staff allowlist key as it is looked up: an email (it holds an @) in lower case, as the
+    provider's may come in any case; a subject as the provider spells it (a sub is
+    case-sensitive). Surrounding spaces, which no email nor sub has, are dropped."""
+    key = key.strip()
+    return key.lower() if "@" in key else key
+
+
+class _Entries(list[tuple[str, Any]]):
+    """A JSON object's entries in order, duplicates included (a dict would keep the last)."""
+
+
+def _read_allowlist(value: Any) -> Any:
+    """The allowlist with its keys as looked up; two keys that are then one are refused, named
+    by position only (an agent's email is not for the logs)."""
+    if isinstance(value, str):
+        value = json.loads(value, object_pairs_hook=_Entries)
+    if isinstance(value, dict):
+        value = _Entries(value.items())
+    if not isinstance(value, _Entries):
+        return value  # not an object: the field's type says so
+    allowlist: dict[str, Any] = {}
+    positions: dict[str, int] = {}
+    for position, (key, roles) in enumerate(value, start=1):
+        normalised = allowlist_key(key)
+        if normalised in positions:
+            raise ValueError(
+                f"keys {positions[normalised]} and {position} are the same once emails are "
+                "lower-cased and spaces trimmed: give the person's roles under one key"
+            )
+        positions[normalised] = position
+        allowlist[normalised] = roles
+    return allowlist
 
 
 def _known_roles(allowlist: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -49,8 +95,14 @@ class AuthGatewaySettings(
     staff_issuer: HttpUrl
     staff_client_id: str = Field(min_length=1)
     staff_client_secret: SecretStr
-    # {"marie.moderatrice@assemblee.fr": ["moderator"], "<sub>": ["admin"], ...}
-    staff_roles: Annotated[Json[dict[str, list[str]]], AfterValidator(_known_roles)]
+    # {"marie.moderatrice@assemblee.fr": ["moderator"], "<sub>": ["admin"], ...}: keys as
+    # allowlist_key makes them.
+    staff_roles: Annotated[
+        dict[str, list[str]],
+        NoDecode,
+        BeforeValidator(_read_allowlist),
+        AfterValidator(_known_roles),
+    ]
 
     # Versioned secrets from which signer keys and author ids are derived; only this service
     # holds them. {"1": "...", "2": "..."}; new keys use signer_pepper_version.
@@ -81,3 +133,7 @@ class AuthGatewaySettings(
     staff_token_lifetime: int = Field(default=8 * 3600, ge=60)
     sign_in_timeout: int = Field(default=10 * 60, ge=60)  # state and nonce live this long
     provider_timeout: float = Field(default=10.0, gt=0)
+    # Seconds the providers' signing keys (JWKS) are used before they are fetched again: a key
+    # a provider withdraws (after a leak) is refused at the latest this long after. A fetch
+    # that fails then refuses sign-ins (503) rather than trust the old keys any longer.
+    provider_keys_max_age: int = Field(default=DEFAULT_KEYS_MAX_AGE_SECONDS, ge=1)

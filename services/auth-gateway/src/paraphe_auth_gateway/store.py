@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import secrets
 from dataclasses import dataclass
@@ -32,9 +35,32 @@ async def begin_sign_in(client: aioredis.Redis, sign_in: SignIn, ttl: int) -> st
     return state
 
 
+def binding_of(state: str) -> str:
+    """What the browser that began a sign-in keeps (a cookie) to finish it: the state's digest.
+
+    The callback takes a state only from the browser holding its binding: the callback link of
+    someone's sign-in, opened in a victim's browser, is refused instead of signing the victim
+    in under that someone's account (login CSRF). A digest rather than the state itself: the
+    cookie alone finishes no sign-in.
+    """
+    digest = hashlib.sha256(state.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def began_here(state: str, binding: str | None) -> bool:
+    """Whether the browser presenting ``binding`` is the one that began the sign-in."""
+    return binding is not None and hmac.compare_digest(binding.encode(), binding_of(state).encode())
+
+
 async def take_sign_in(client: aioredis.Redis, state: str) -> SignIn | None:
     """The transaction of ``state``, once: a replayed or unknown state finds nothing."""
     stored = await client.getdel(_SIGN_IN + state)
+    return SignIn(**json.loads(stored)) if stored else None
+
+
+async def peek_sign_in(client: aioredis.Redis, state: str) -> SignIn | None:
+    """The transaction of ``state``, left in place for the browser that may still finish it."""
+    stored = await client.get(_SIGN_IN + state)
     return SignIn(**json.loads(stored)) if stored else None
 
 

@@ -14,8 +14,9 @@ from paraphe_auth_gateway import store
 from paraphe_auth_gateway.catalog import AuthorIdentity, CatalogUnavailable
 from paraphe_auth_gateway.context import GATEWAY, Gateway
 from paraphe_auth_gateway.flows import AUTHOR_FLOW, FLOWS, SIGN, STAFF_FLOW, Flow
-from paraphe_auth_gateway.identity import MissingBirthdate, NotAnAdult, author_id, check_adult
-from paraphe_auth_gateway.oidc import SignInFailed
+from paraphe_auth_gateway.identity import InvalidBirthdate, NotAnAdult, author_id, check_adult
+from paraphe_auth_gateway.oidc import ProviderUnavailable, SignInFailed
+from paraphe_auth_gateway.pages import WAY_BACK
 from paraphe_common.auth import COOKIES, TOKEN_VERIFIER
 from paraphe_common.problems import Problem
 from paraphe_common.resources import REDIS
@@ -73,6 +74,7 @@ async def login(request: web.Request) -> web.Response:
             raise Problem(400, "Pétition inconnue.", kind="invalid-petition")
         default = f"/petitions/{petition}"
     return_to = local_path(request.query.get("return_to"), default)
+    request[WAY_BACK] = return_to
     login_hint = request.query.get("login_hint")
     if login_hint is not None and not _LOGIN_HINT.match(login_hint):
         raise Problem(400, "Indication de connexion invalide.", kind="invalid-login-hint")
@@ -100,12 +102,26 @@ async def login(request: web.Request) -> web.Response:
         gateway.count(flow, "provider_error")
         log.warning("sign-in cannot start: %s", failure.reason)
         raise _provider_unavailable() from None
-    raise web.HTTPFound(url)
+    response = web.HTTPFound(url)
+    gateway.set_cookie(
+        response, gateway.sign_in_cookie, store.binding_of(state), max_age=gateway.sign_in_timeout
+    )
+    raise response
 
 
 async def callback(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     state = request.query.get("state", "")
+    if state and not store.began_here(state, request.cookies.get(gateway.sign_in_cookie)):
+        # Someone else's sign-in (login CSRF), or one this browser began before another
+        # replaced it; the state is left alone, for the browser that holds its binding.
+        gateway.count(await _flow_of(request, state), "other_browser")
+        raise Problem(
+            400,
+            "Cette connexion a été commencée dans un autre navigateur, ou ce navigateur n'a pas "
+            "gardé le cookie du site : merci de recommencer la connexion.",
+            kind="invalid-state",
+        )
     try:
         transaction = await store.take_sign_in(request.app[REDIS], state) if state else None
     except (RedisError, OSError) as exc:
@@ -117,6 +133,31 @@ async def callback(request: web.Request) -> web.StreamResponse:
             "Ce lien de connexion a expiré ou a déjà servi : merci de recommencer.",
             kind="invalid-state",
         )
+    request[WAY_BACK] = transaction.return_to
+    try:
+        answer = await _finish_sign_in(request, gateway, transaction)
+    except Problem as problem:
+        answer = problem.response(request)
+    # The state is spent, whatever the outcome: so is the browser's binding to it.
+    gateway.delete_cookie(answer, gateway.sign_in_cookie)
+    if isinstance(answer, web.HTTPException):
+        raise answer
+    return answer
+
+
+async def _flow_of(request: web.Request, state: str) -> Flow | None:
+    """The flow a sign-in began in, for its count: None once spent, expired or unreadable."""
+    try:
+        transaction = await store.peek_sign_in(request.app[REDIS], state)
+    except (RedisError, OSError):
+        return None  # the refusal stands; only its count loses the flow
+    return FLOWS.get(transaction.flow) if transaction else None
+
+
+async def _finish_sign_in(
+    request: web.Request, gateway: Gateway, transaction: store.SignIn
+) -> web.Response:
+    """The person's token, as JSON or a cookie with the way back; a Problem when refused."""
     flow = FLOWS[transaction.flow]
     error = request.query.get("error")
     if error is not None:
@@ -135,6 +176,12 @@ async def callback(request: web.Request) -> web.StreamResponse:
         tokens = await provider.exchange(code, gateway.redirect_uri)
         id_claims = await provider.verify_id_token(tokens.id_token, nonce=transaction.nonce)
         userinfo = await provider.userinfo(tokens.access_token, subject=id_claims["sub"])
+    except ProviderUnavailable as failure:
+        # The provider failed, not the person: down, too slow, an error, an answer out of
+        # shape, or keys too old to trust and not given again.
+        gateway.count(flow, "provider_error")
+        log.warning("sign-in failed at the provider: %s", failure.reason)
+        raise _provider_unavailable() from None
     except SignInFailed as failure:
         gateway.count(flow, "refused")
         log.warning("sign-in refused: %s", failure.reason)
@@ -149,7 +196,17 @@ async def callback(request: web.Request) -> web.StreamResponse:
     else:
         try:
             check_adult(userinfo.get("birthdate"))
-        except (NotAnAdult, MissingBirthdate):
+        except InvalidBirthdate:
+            raise _identity_incomplete(
+                gateway,
+                flow,
+                "L'identité transmise par FranceConnect est incomplète : votre date de naissance "
+                "manque ou n'est pas valide, et elle est nécessaire pour "
+                + ("signer une pétition." if flow is SIGN else "déposer une pétition.")
+                + " Merci de recommencer la connexion ; si le problème persiste, contactez le "
+                "support de FranceConnect.",
+            ) from None
+        except NotAnAdult:
             gateway.count(flow, "minor")
             raise Problem(
                 403,
@@ -158,7 +215,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
                 kind="not-an-adult",
             ) from None
         if flow is AUTHOR_FLOW:
-            token = await _author_token(gateway, subject, userinfo)
+            token = await _author_token(gateway, flow, subject, userinfo)
         else:
             token = gateway.issue_signer_token(subject)
     # Every personal datum ends here: the claims are dropped with this frame.
@@ -166,7 +223,8 @@ async def callback(request: web.Request) -> web.StreamResponse:
     lifetime = gateway.lifetime(flow)
     if transaction.as_token:
         return web.json_response(
-            {"access_token": token, "token_type": "Bearer", "expires_in": lifetime}
+            {"access_token": token, "token_type": "Bearer", "expires_in": lifetime},
+            headers={"Cache-Control": "no-store"},  # a token answer (RFC 6749 §5.1)
         )
     response = web.HTTPFound(transaction.return_to)
     gateway.set_cookie(response, COOKIES[flow.audience], token, max_age=lifetime)
@@ -177,7 +235,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
         max_age=lifetime,
         path="/auth/",
     )
-    raise response
+    return response
 
 
 def _staff_token(gateway: Gateway, flow: Flow, subject: str, userinfo: dict[str, Any]) -> str:
@@ -198,14 +256,22 @@ def _staff_token(gateway: Gateway, flow: Flow, subject: str, userinfo: dict[str,
     )
 
 
-async def _author_token(gateway: Gateway, subject: str, userinfo: dict[str, Any]) -> str:
+def _identity_incomplete(gateway: Gateway, flow: Flow, detail: str) -> Problem:
+    """The provider's identity lacks what the flow needs: nothing is known of the person."""
+    gateway.count(flow, "identity_incomplete")
+    return Problem(400, detail, kind="identity-incomplete")
+
+
+async def _author_token(
+    gateway: Gateway, flow: Flow, subject: str, userinfo: dict[str, Any]
+) -> str:
     given, family = userinfo.get("given_name"), userinfo.get("family_name")
     if not isinstance(given, str) or not isinstance(family, str) or not given or not family:
-        raise Problem(
-            400,
+        raise _identity_incomplete(
+            gateway,
+            flow,
             "FranceConnect n'a pas transmis vos nom et prénoms : ils sont nécessaires pour "
             "déposer une pétition.",
-            kind="identity-incomplete",
         )
     email = userinfo.get("email")
     identity = AuthorIdentity(
@@ -237,7 +303,15 @@ async def logout(request: web.Request) -> web.Response:
     provider_name, _, id_token = provider_session.partition(":")
     provider = gateway.providers.get(provider_name)
     if provider is not None and id_token:
-        state = await store.begin_sign_out(request.app[REDIS], return_to, gateway.sign_in_timeout)
+        try:
+            state = await store.begin_sign_out(
+                request.app[REDIS], return_to, gateway.sign_in_timeout
+            )
+        except (RedisError, OSError) as exc:
+            # The provider's session ends all the same (a shared computer is left signed out
+            # everywhere); only the way back is lost, and /auth/logged-out leads home.
+            log.warning("sign-out's return path not kept: %s", type(exc).__name__)
+            state = store.new_secret()
         try:
             url = await provider.end_session_url(
                 id_token_hint=id_token,
@@ -257,7 +331,11 @@ async def logout(request: web.Request) -> web.Response:
 
 async def logged_out(request: web.Request) -> web.Response:
     state = request.query.get("state", "")
-    return_to = await store.take_sign_out(request.app[REDIS], state) if state else None
+    try:
+        return_to = await store.take_sign_out(request.app[REDIS], state) if state else None
+    except (RedisError, OSError) as exc:
+        log.warning("sign-out's return path unavailable: %s", type(exc).__name__)
+        return_to = None  # signed out already: home rather than an error
     raise web.HTTPFound(return_to or "/")
 
 

@@ -25,7 +25,7 @@ from aiohttp import web
 from pydantic import AnyHttpUrl, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from paraphe_common.problems import PROBLEM_PAGES, Problem
+from paraphe_common.problems import PROBLEM_PAGES, Problem, advice_for
 from paraphe_common.settings import ENV_PREFIX, ThresholdSettings
 
 DSFR_URL: Final = "/static/dsfr"
@@ -168,12 +168,16 @@ def problem_page(
     title: str,
     detail: str | None,
     headers: Mapping[str, str],
+    *,
+    template: str = "site/problem.html",
+    **context: object,
 ) -> web.Response:
-    """A failure said to a person in the site's layout (site/problem.html)."""
+    """A failure said to a person in the site's layout (site/problem.html), or in a `template`
+    extending it with its own `actions` and the `context` they read."""
     response = aiohttp_jinja2.render_template(
-        "site/problem.html",
+        template,
         request,
-        {"status": status, "title": title, "detail": detail},
+        {"status": status, "title": title, "detail": detail or advice_for(status), **context},
         status=status,
     )
     response.headers.update(headers)
