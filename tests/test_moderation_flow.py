@@ -222,7 +222,8 @@ async def test_the_staff_pages_are_accessible_in_a_real_browser(
             await expect(page.get_by_text("Nous demandons des pistes cyclables")).to_be_visible()
             await assert_accessible(page)
             await page.get_by_role("link", name="Fiche de la pétition").click()
-            await expect(page.get_by_text("Enregistrer une étape du suivi")).to_be_visible()
+            # Submitted, not past a threshold: no follow-up step is offered yet.
+            await expect(page.get_by_text("Pas d'étape de suivi à enregistrer")).to_be_visible()
             await assert_accessible(page)
             await screenshot(page, "moderation-fiche-petition")
             await page.goto("/moderation/journal")
@@ -254,6 +255,15 @@ async def test_after_a_threshold_the_secretariat_records_the_follow_up_the_publi
         {"decision": "publish", "committee": "affaires-sociales"},
     )
     assert status == 200
+    # Before any threshold, the committee's follow-up has not begun.
+    status, refused = await call(
+        secretariat,
+        "POST",
+        f"/api/moderation/petitions/{petition_id}/decisions",
+        {"decision": "follow-up", "step": "debated-in-public-session"},
+    )
+    assert status == 409, refused
+    assert refused["type"] == "urn:paraphe:problem:follow-up-not-allowed"
     # The counter announces the committee threshold, as it does at 100,000 signatures.
     connection = await stack.nats.admin_connection()
     try:
@@ -276,6 +286,13 @@ async def test_after_a_threshold_the_secretariat_records_the_follow_up_the_publi
 
     found = await eventually(follow_up_item)
     assert found["title"] == "Revaloriser les retraites agricoles"
+
+    async def threshold_flagged() -> bool:
+        # The catalogue follows the same event on its own consumer.
+        status, petition = await call(author, "GET", f"/api/petitions/{petition_id}")
+        return status == 200 and bool(petition["thresholds"])
+
+    await eventually(threshold_flagged)
     for step, note in (
         ("rapporteur-appointed", "Mme Dupont est nommée rapporteure."),
         ("examined-in-committee", None),

@@ -136,6 +136,41 @@ async def test_without_javascript_a_citizen_still_signs(new_context: NewContext)
             break
         await page.wait_for_timeout(500)
     assert signatures(await page.locator("#compteur-nombre").inner_text()) == before + 1
+    # Coming back, the page says they signed: the catalogue asked intake itself.
+    await expect(page.get_by_text("Vous avez signé cette pétition")).to_be_visible()
+    await expect(page.get_by_role("button", name="Signer la pétition")).to_be_hidden()
+
+
+async def test_a_citizen_filters_and_sorts_the_list_and_the_form_keeps_the_choices(
+    context: BrowserContext,
+) -> None:
+    page = await context.new_page()
+    await page.goto("/petitions")
+    committee, sort = page.get_by_label("Commission", exact=True), page.get_by_label("Trier par")
+    await page.get_by_label("État").select_option(label="Ouvertes à la signature")
+    await committee.select_option(label="Commission des affaires économiques")
+    await sort.select_option(label="Les plus signées")
+    await page.get_by_role("button", name="Appliquer les filtres").click()
+    await expect(page.get_by_role("link", name=re.compile("invendus"))).to_be_visible()
+    cards = page.locator(".fr-card__desc")
+    for text in await cards.all_inner_texts():
+        assert "Commission des affaires économiques" in text
+    await expect(page.get_by_role("link", name=re.compile("premiers secours"))).to_be_hidden()
+    await expect(page.get_by_label("État")).to_have_value("ouvertes")
+    await expect(committee).to_have_value("affaires-economiques")
+    await expect(sort).to_have_value("plus-signees")
+    assert "commission=affaires-economiques" in page.url
+    await assert_accessible(page)
+
+    await page.get_by_label("Seuil atteint").select_option(label="500\u202f000 signatures")
+    await page.get_by_role("button", name="Appliquer les filtres").click()
+    await expect(page.locator("#resultats")).to_contain_text("Aucune pétition ne correspond")
+    await expect(page.get_by_label("Seuil atteint")).to_have_value("500000")
+
+    # The home page's link to the newest sorts the list by date.
+    await page.goto("/")
+    await page.get_by_role("link", name="Voir toutes les pétitions").click()
+    await expect(page.get_by_label("Trier par")).to_have_value("plus-recentes")
 
 
 async def visit_until(page: Page, path: str, what: str, text: str) -> None:
@@ -155,7 +190,8 @@ def unique_word() -> str:
 
 
 async def deposit_a_petition(context: BrowserContext, author: str, title: str) -> Page:
-    """An author signs in with FranceConnect, writes a draft and submits it."""
+    """An author signs in with FranceConnect, writes a draft, and submits it with a last change
+    to its title they did not save first."""
     page = await context.new_page()
     await page.goto("/mon-espace/")
     await page.get_by_role("button", name=re.compile("FranceConnect")).click()
@@ -164,7 +200,7 @@ async def deposit_a_petition(context: BrowserContext, author: str, title: str) -
     await page.get_by_role("link", name="Déposer une nouvelle pétition").click()
     await assert_accessible(page)
     await screenshot(page, "auteur-depot")
-    await page.get_by_label("Titre de la pétition").fill(title)
+    await page.get_by_label("Titre de la pétition").fill(f"Brouillon : {title}")
     await page.get_by_label("Texte de la pétition").fill(
         "Les parcs manquent de points d'eau en été.\n\n"
         "Nous demandons une fontaine d'eau potable dans chaque parc public."
@@ -172,8 +208,10 @@ async def deposit_a_petition(context: BrowserContext, author: str, title: str) -
     await page.get_by_label("Commission suggérée").select_option("developpement-durable")
     await page.get_by_role("button", name="Enregistrer le brouillon").click()
     await expect(page.get_by_text("Votre brouillon est enregistré")).to_be_visible()
+    await page.get_by_label("Titre de la pétition").fill(title)
     await page.get_by_role("button", name="Soumettre la pétition").click()
     await expect(page.get_by_text("Votre pétition est soumise")).to_be_visible()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(title)
     return page
 
 

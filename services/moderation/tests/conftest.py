@@ -25,8 +25,10 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
+from paraphe_common import follow_up
 from paraphe_common.migrations import upgrade
 from paraphe_common.petition_states import PetitionState, publish_state
+from paraphe_common.problems import PROBLEM_TYPE_PREFIX
 from paraphe_common.streams import (
     ensure_petition_events_stream,
     petition_event_subject,
@@ -55,9 +57,15 @@ class FakeCatalog:
     calls: list[dict[str, Any]] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
     follow_ups: dict[str, list[str]] = field(default_factory=dict)
+    thresholds: dict[str, list[int]] = field(default_factory=dict)  # reached, per petition
+    # PARAPHE_THRESHOLDS, as moderation is given them (the settings fixture sets them).
+    configured_thresholds: tuple[int, ...] = (100_000, 500_000)
     failures: int = 0
     delay: float = 0.0  # seconds before answering a decision
     applies_then_fails: bool = False
+    # The next decision's answer, when set: a refusal the catalog would make (its status and
+    # problem members), e.g. a 422 with invalid_params.
+    refusal: dict[str, Any] | None = None
     # Awaited once a decision is applied, before the answer: the catalog's event may reach
     # moderation before the answer does.
     on_applied: Callable[[str, str], Awaitable[None]] | None = None
@@ -72,7 +80,10 @@ class FakeCatalog:
             "committee": None,
             "author": {"given_names": "Camille", "family_name": "Durand"},
             "signature_count": 0,
-            "thresholds": [],
+            "thresholds": [
+                {"threshold": t, "signatures": t, "reached_at": "2026-11-20T08:00:00+00:00"}
+                for t in self.thresholds.get(petition_id, [])
+            ],
             "follow_up": [{"step": s, "note": None} for s in self.follow_ups.get(petition_id, [])],
         }
 
@@ -95,6 +106,13 @@ def catalog_app(state: FakeCatalog) -> web.Application:
         if state.failures and not state.applies_then_fails:
             state.failures -= 1
             return _problem(503, "indisponible")
+        if state.refusal is not None:
+            refusal, state.refusal = state.refusal, None
+            return web.json_response(
+                {"type": "about:blank", "title": "x", **refusal},
+                status=refusal["status"],
+                content_type="application/problem+json",
+            )
         if petition_id not in state.statuses:
             return _problem(404, "Pétition introuvable.")
         decision_id = body["decision_id"]
@@ -102,6 +120,19 @@ def catalog_app(state: FakeCatalog) -> web.Application:
             return web.json_response(state.petition(petition_id))
         kind = body["decision"]
         if kind == "follow-up":
+            # The committee's rule, as the catalog enforces it under the petition's row lock.
+            if reason := follow_up.refusal(
+                body["step"],
+                reached=state.thresholds.get(petition_id, []),
+                recorded=state.follow_ups.get(petition_id, []),
+                thresholds=state.configured_thresholds,
+            ):
+                return _problem(
+                    409,
+                    reason,
+                    type=PROBLEM_TYPE_PREFIX + follow_up.NOT_ALLOWED,
+                    petition_status=state.statuses[petition_id],
+                )
             state.follow_ups.setdefault(petition_id, []).append(body["step"])
         elif state.statuses[petition_id] != _FROM[kind]:
             return _problem(
@@ -144,7 +175,7 @@ def settings(
     database_url: str, nats_server: NatsServer, signing_key: SigningKey, catalog: FakeCatalog
 ) -> ModerationSettings:
     upgrade(database_url, "moderation", MIGRATIONS)
-    return ModerationSettings(
+    settings = ModerationSettings(
         database_url=database_url,
         nats_url=nats_server.url,
         token_verification_keys=signing_key.public_jwks,
@@ -153,6 +184,8 @@ def settings(
         catalog_timeout=2.0,
         queue_metrics_interval=0.1,
     )
+    catalog.configured_thresholds = settings.thresholds
+    return settings
 
 
 StartModeration = Callable[..., Awaitable[Client]]

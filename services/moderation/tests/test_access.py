@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,6 +19,7 @@ SubmitPetition = Callable[..., Awaitable[dict[str, Any]]]
 IssueStaffToken = Callable[..., str]
 PublishEvent = Callable[..., Awaitable[Any]]
 Eventually = Callable[..., Awaitable[Any]]
+SetState = Callable[[str, str], Awaitable[None]]
 
 PEOPLE = ("anonymous", "citizen", "author", "no-role", "moderator", "secretariat", "admin")
 
@@ -60,6 +62,7 @@ async def test_each_endpoint_answers_only_the_roles_it_serves(
     review = await submit_petition()
     petition_id = str(uuid.uuid4())
     catalog.statuses[petition_id] = "published"
+    catalog.thresholds[petition_id] = [100_000]
     await publish_event("threshold-reached", petition_id, threshold=100_000, signatures=1)
     admin = {"Authorization": f"Bearer {token_of('admin')}"}
 
@@ -107,6 +110,94 @@ async def test_each_endpoint_answers_only_the_roles_it_serves(
         assert answer.status in expected(allowed, person), (method, url, await answer.text())
         if answer.status >= 400:
             assert answer.content_type == "application/problem+json"
+
+
+SEES: dict[str, set[str]] = {
+    "moderator": {"review", "report"},
+    "secretariat": {"follow-up"},
+    "admin": {"review", "report", "follow-up"},
+}
+
+
+@pytest.mark.parametrize("person", sorted(SEES))
+async def test_the_queue_shows_each_role_only_the_items_it_may_open(
+    moderation: Client,
+    submit_petition: SubmitPetition,
+    publish_event: PublishEvent,
+    set_petition_state: SetState,
+    eventually: Eventually,
+    token_of: Callable[[str], str],
+    person: str,
+) -> None:
+    review = await submit_petition(title="Une pétition pas encore publiée")
+    published = str(uuid.uuid4())
+    await set_petition_state(published, "published")
+    await publish_event("threshold-reached", published, threshold=100_000, signatures=1)
+
+    async def reported() -> bool:
+        answer = await moderation.post(
+            "/api/moderation/reports", json={"petition_id": published, "reason_code": "other"}
+        )
+        return answer.status == 202
+
+    await eventually(reported)
+    admin = {"Authorization": f"Bearer {token_of('admin')}"}
+
+    async def every_item() -> dict[str, dict[str, Any]] | None:
+        answer = await moderation.get("/api/moderation/queue?per_page=100", headers=admin)
+        mine = [
+            i
+            for i in (await answer.json())["items"]
+            if i["petition_id"] in (review["petition_id"], published)
+        ]
+        return {i["kind"]: i for i in mine} if len(mine) == 3 else None
+
+    items = await eventually(every_item)
+    sees = SEES[person]
+    token = token_of(person)
+    api = {"Authorization": f"Bearer {token}"}
+    # The whole queue: only the kinds the role works on, whatever the petition.
+    for query in ("", "status=all", f"petition_id={review['petition_id']}"):
+        answer = await moderation.get(f"/api/moderation/queue?per_page=100&{query}", headers=api)
+        assert answer.status == 200
+        assert {i["kind"] for i in (await answer.json())["items"]} <= sees, query
+    # Each kind: listed when its items may be opened, a 403 problem otherwise.
+    for kind, item in items.items():
+        listed = await moderation.get(f"/api/moderation/queue?kind={kind}", headers=api)
+        opened = await moderation.get(f"/api/moderation/items/{item['id']}", headers=api)
+        if kind in sees:
+            assert listed.status == opened.status == 200
+            assert item["id"] in {i["id"] for i in (await listed.json())["items"]}
+        else:
+            assert listed.status == opened.status == 403
+            assert listed.content_type == "application/problem+json"
+            problem = await listed.json()
+            assert problem["type"] == "urn:paraphe:problem:missing-role"
+            assert problem["detail"] == "Votre compte n'a pas accès à cette file."
+            assert problem["kinds"] == [k for k in ("review", "report", "follow-up") if k in sees]
+    # The pages: a tab for each kind seen, and a French page for one that is not.
+    page = {"Cookie": f"paraphe_staff={token}", "Accept": "text/html"}
+    queue = await moderation.get("/moderation/", headers=page)
+    assert queue.status == 200
+    text = await queue.text()
+    for kind in ("review", "report", "follow-up"):
+        assert (f'href="/moderation/?kind={kind}"' in text) == (kind in sees), kind
+        answer = await moderation.get(f"/moderation/?kind={kind}", headers=page)
+        if kind in sees:
+            assert answer.status == 200
+        else:
+            assert answer.status == 403
+            assert "text/html" in answer.headers["Content-Type"]
+            refused = html.unescape(await answer.text())
+            assert "Votre compte n'a pas accès à cette file." in refused
+            assert "Une pétition pas encore publiée" not in refused
+    # A petition's page lists only the items its reader may open.
+    sheet = html.unescape(
+        await (
+            await moderation.get(f"/moderation/petitions/{review['petition_id']}", headers=page)
+        ).text()
+    )
+    assert (f"/moderation/items/{review['id']}" in sheet) == ("review" in sees)
 
 
 @pytest.mark.parametrize(
@@ -170,7 +261,14 @@ async def test_a_change_made_with_the_session_cookie_must_come_from_the_site(
     item = await submit_petition()
     cookie = {"Cookie": f"paraphe_staff={staff_token('moderator')}"}
     claim = f"/api/moderation/items/{item['id']}/claim"
-    for forged in ({}, {"Origin": "https://evil.example"}):
+    evil = {"Origin": "https://evil.example"}
+    # An Authorization header that carries no bearer token spares nothing: the cookie is used.
+    for forged in (
+        {},
+        evil,
+        evil | {"Authorization": "Bearer "},
+        evil | {"Authorization": "Basic eDp5"},
+    ):
         answer = await moderation.post(claim, headers=cookie | forged)
         assert answer.status == 403
         assert (await answer.json())["type"] == "urn:paraphe:problem:cross-site-form"

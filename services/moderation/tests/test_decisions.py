@@ -83,6 +83,122 @@ async def test_a_moderator_publishes_with_a_committee_through_the_catalog(
     assert 'moderation_decisions_total{decision="publish"} 1.0' in metrics
 
 
+async def test_publishing_without_a_committee_is_refused_naming_the_field(
+    moderation: Client,
+    submit_petition: SubmitPetition,
+    staff_token: IssueStaffToken,
+    catalog: FakeCatalog,
+) -> None:
+    item = await submit_petition()
+    marie = staff_token("moderator", subject="marie")
+    await claimed(moderation, item, marie)
+    for body in (
+        {"decision": "publish"},
+        {"decision": "publish", "committee": ""},
+        {"decision": "publish", "committee": "commission-inconnue"},
+    ):
+        answer = await moderation.post(
+            f"/api/moderation/items/{item['id']}/decision", json=body, headers=bearer(marie)
+        )
+        assert answer.status == 422, body
+        assert answer.content_type == "application/problem+json"
+        problem = await answer.json()
+        assert problem["type"] == "urn:paraphe:problem:invalid-decision"
+        assert problem["invalid_params"] == [
+            {"name": "committee", "reason": "Choisissez la commission saisie de la pétition."}
+        ]
+    assert catalog.calls == []
+
+
+CONTROL_CHARACTERS = (
+    "Ce texte contient un caractère invisible non autorisé (caractère de contrôle) : "
+    "retirez-le, par exemple en le retapant."
+)
+
+
+@pytest.mark.parametrize("character", ["\x0b", "\x00", "\x1b", "\x7f", "\ud800"])
+async def test_an_explanation_with_a_control_character_is_refused_naming_the_field(
+    moderation: Client,
+    submit_petition: SubmitPetition,
+    staff_token: IssueStaffToken,
+    catalog: FakeCatalog,
+    character: str,
+) -> None:
+    item = await submit_petition()
+    marie = staff_token("moderator", subject="marie")
+    await claimed(moderation, item, marie)
+    url = f"/api/moderation/items/{item['id']}/decision"
+    answer = await moderation.post(
+        url,
+        json={"decision": "reject", "reason_code": "insulting", "reason": f"Propos{character}x"},
+        headers=bearer(marie),
+    )
+    assert answer.status == 422, await answer.text()
+    problem = await answer.json()
+    assert problem["invalid_params"] == [{"name": "reason", "reason": CONTROL_CHARACTERS}]
+    assert catalog.calls == []
+    # Corrected, it goes through; line breaks as a browser sends them are kept as the catalog
+    # keeps them.
+    answer = await moderation.post(
+        url,
+        json={"decision": "reject", "reason_code": "insulting", "reason": "Propos\r\ninjurieux"},
+        headers=bearer(marie),
+    )
+    assert answer.status == 200, await answer.text()
+    assert catalog.calls[-1]["reason"] == "Propos\ninjurieux"
+
+
+async def test_a_note_with_a_control_character_is_refused_naming_the_field(
+    moderation: Client, staff_token: IssueStaffToken, catalog: FakeCatalog
+) -> None:
+    petition_id = str(uuid.uuid4())
+    catalog.statuses[petition_id] = "published"
+    answer = await moderation.post(
+        f"/api/moderation/petitions/{petition_id}/decisions",
+        json={"decision": "follow-up", "step": "rapporteur-appointed", "note": "M.\x0bDupont"},
+        headers=bearer(staff_token("committee-secretariat")),
+    )
+    assert answer.status == 422
+    assert (await answer.json())["invalid_params"] == [
+        {"name": "note", "reason": CONTROL_CHARACTERS}
+    ]
+    assert catalog.calls == []
+
+
+async def test_the_fields_the_catalog_refuses_are_named_in_the_answer(
+    moderation: Client,
+    submit_petition: SubmitPetition,
+    staff_token: IssueStaffToken,
+    catalog: FakeCatalog,
+) -> None:
+    item = await submit_petition()
+    marie = staff_token("moderator", subject="marie")
+    await claimed(moderation, item, marie)
+    refused = [{"name": "reason", "reason": "texte trop long (au plus 2000 caractères)"}]
+    catalog.refusal = {
+        "status": 422,
+        "detail": "La décision n'est pas valide : corrigez les champs indiqués.",
+        "invalid_params": refused,
+    }
+    answer = await moderation.post(
+        f"/api/moderation/items/{item['id']}/decision",
+        json={"decision": "reject", "reason_code": "insulting", "reason": "Injures."},
+        headers=bearer(marie),
+    )
+    assert answer.status == 422
+    problem = await answer.json()
+    assert problem["type"] == "urn:paraphe:problem:invalid-decision"
+    assert problem["detail"] == "La décision n'est pas valide : corrigez les champs indiqués."
+    assert problem["invalid_params"] == refused
+    # Refused, so not applied: the item is still open, the decision can be corrected.
+    answer = await moderation.post(
+        f"/api/moderation/items/{item['id']}/decision",
+        json={"decision": "reject", "reason_code": "insulting"},
+        headers=bearer(marie),
+    )
+    assert answer.status == 200, await answer.text()
+
+
 async def test_a_rejection_carries_the_reason_the_author_will_read(
     moderation: Client,
     submit_petition: SubmitPetition,
@@ -341,6 +457,7 @@ async def test_the_secretariat_records_follow_up_steps(
 ) -> None:
     petition_id = str(uuid.uuid4())
     catalog.statuses[petition_id] = "published"
+    catalog.thresholds[petition_id] = [100_000]
     await publish_event("threshold-reached", petition_id, threshold=100_000, signatures=100_000)
     paul = staff_token("committee-secretariat", subject="paul")
 
@@ -370,6 +487,91 @@ async def test_the_secretariat_records_follow_up_steps(
         decide, json={"decision": "follow-up", "step": "classified"}, headers=bearer(marie)
     )
     assert refused.status == 403
+
+
+async def test_follow_up_steps_wait_for_the_thresholds_and_stop_once_the_matter_ends(
+    moderation: Client, staff_token: IssueStaffToken, catalog: FakeCatalog
+) -> None:
+    petition_id = str(uuid.uuid4())
+    catalog.statuses[petition_id] = "published"
+    paul = bearer(staff_token("committee-secretariat", subject="paul"))
+    decide = f"/api/moderation/petitions/{petition_id}/decisions"
+
+    async def step(name: str) -> Any:
+        return await moderation.post(
+            decide, json={"decision": "follow-up", "step": name}, headers=paul
+        )
+
+    async def refused(name: str, detail: str) -> None:
+        answer = await step(name)
+        assert answer.status == 409, await answer.text()
+        assert answer.content_type == "application/problem+json"
+        problem = await answer.json()
+        assert problem["type"] == "urn:paraphe:problem:follow-up-not-allowed"
+        assert problem["detail"] == detail
+
+    # No threshold reached (the audit's case: a debate recorded on a petition of 0 signatures).
+    before = (
+        "Le suivi commence quand la pétition atteint 100\u202f000 signatures, le seuil qui la "
+        "renvoie en commission : elle ne l'a pas atteint."
+    )
+    for name in ("debated-in-public-session", "rapporteur-appointed", "answer-published"):
+        await refused(name, before)
+    assert petition_id not in catalog.follow_ups  # the catalog refused them all
+    # The committee's threshold: its steps, not yet a debate in public session.
+    catalog.thresholds[petition_id] = [100_000]
+    await refused(
+        "debated-in-public-session",
+        "Un débat en séance publique suppose 500\u202f000 signatures : la pétition n'a pas atteint "
+        "ce seuil.",
+    )
+    assert (await step("examined-in-committee")).status == 200
+    assert (await step("rapporteur-appointed")).status == 200  # the order is the committee's
+    catalog.thresholds[petition_id] = [100_000, 500_000]
+    assert (await step("debated-in-public-session")).status == 200
+    assert (await step("answer-published")).status == 200
+    # The answer ends the matter: nothing is added after it.
+    await refused(
+        "classified",
+        "Le suivi de cette pétition est terminé (« Réponse publiée ») : aucune étape ne s'y "
+        "ajoute.",
+    )
+    assert catalog.follow_ups[petition_id] == [
+        "examined-in-committee",
+        "rapporteur-appointed",
+        "debated-in-public-session",
+        "answer-published",
+    ]
+
+
+# What the catalog answers when a step its rule forbids reaches it: another agent's
+# « Classée » recorded meanwhile, after the page offering the step was shown.
+ENDED_MEANWHILE: dict[str, Any] = {
+    "status": 409,
+    "type": "urn:paraphe:problem:follow-up-not-allowed",
+    "detail": "Le suivi de cette pétition est terminé (« Classée ») : aucune étape ne s'y ajoute.",
+    "petition_status": "published",
+}
+
+
+async def test_a_step_the_catalog_refuses_under_its_lock_is_refused_with_its_reason(
+    moderation: Client, staff_token: IssueStaffToken, catalog: FakeCatalog, settings: Any
+) -> None:
+    petition_id = str(uuid.uuid4())
+    catalog.statuses[petition_id] = "published"
+    catalog.thresholds[petition_id] = [100_000]
+    catalog.refusal = ENDED_MEANWHILE
+    answer = await moderation.post(
+        f"/api/moderation/petitions/{petition_id}/decisions",
+        json={"decision": "follow-up", "step": "examined-in-committee"},
+        headers=bearer(staff_token("committee-secretariat", subject="paul")),
+    )
+    assert answer.status == 409
+    problem = await answer.json()
+    assert problem["type"] == "urn:paraphe:problem:follow-up-not-allowed"
+    assert problem["detail"] == ENDED_MEANWHILE["detail"]
+    assert len(catalog.calls) == 1
+    assert await audit_rows(settings) == []
 
 
 @pytest.mark.parametrize(

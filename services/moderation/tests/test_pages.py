@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import uuid
 from collections.abc import Awaitable, Callable
@@ -82,8 +83,9 @@ async def test_a_moderator_reviews_and_publishes_from_the_pages(
     review = await (
         await moderation.get(claimed.headers["Location"], headers=as_staff(marie))
     ).text()
-    # The suggested committee is preselected; the reason codes are offered.
+    # The suggested committee is preselected, and said to be; the reason codes are offered.
     assert '<option value="affaires-culturelles" selected>' in review
+    assert "Préremplie avec la suggestion" in review
     assert '<option value="not-french">' in review
     decision_id = re.search(r'name="decision_id" value="([0-9a-f-]{36})"', review)
     assert decision_id is not None
@@ -102,6 +104,99 @@ async def test_a_moderator_reviews_and_publishes_from_the_pages(
     assert "La décision est enregistrée." in await done.text()
 
 
+async def test_without_a_suggestion_no_committee_is_chosen_for_the_moderator(
+    moderation: Client,
+    submit_petition: SubmitPetition,
+    staff_token: IssueStaffToken,
+    catalog: Any,
+) -> None:
+    # No committee's terms in the text, and the author chose none.
+    item = await submit_petition(
+        title="Une rue au nom de Jeanne Martin",
+        body="Nous demandons qu'une rue porte le nom de cette résistante de notre ville.",
+    )
+    assert item["suggested_committee"] is None
+    marie = staff_token("moderator", subject="marie")
+    headers = {**as_staff(marie), **ORIGIN}
+    await moderation.post(f"/moderation/items/{item['id']}/claim", headers=headers)
+    review = await (
+        await moderation.get(f"/moderation/items/{item['id']}", headers=as_staff(marie))
+    ).text()
+    select = re.search(r'<select[^>]*name="committee".*?</select>', review, re.DOTALL)
+    assert select is not None
+    assert '<option value="" selected>Choisir une commission</option>' in select[0]
+    assert select[0].count(" selected") == 1
+    assert "Préremplie avec la suggestion" not in review
+    # Sent as the page offers it, without a choice: refused beside the field, nothing decided.
+    answer = await moderation.post(
+        f"/moderation/items/{item['id']}/decision",
+        data={"decision": "publish", "committee": "", "decision_id": str(uuid.uuid4())},
+        headers=headers,
+        allow_redirects=False,
+    )
+    assert answer.status == 422
+    page = await answer.text()
+    assert '<p class="fr-error-text" id="committee-erreur">' in page
+    assert "Choisissez la commission saisie de la pétition." in page
+    assert '<option value="" selected>Choisir une commission</option>' in page
+    assert catalog.calls == []
+
+
+async def test_a_control_character_in_an_explanation_is_marked_beside_the_field(
+    moderation: Client,
+    submit_petition: SubmitPetition,
+    staff_token: IssueStaffToken,
+    catalog: Any,
+) -> None:
+    item = await submit_petition()
+    marie = staff_token("moderator", subject="marie")
+    headers = {**as_staff(marie), **ORIGIN}
+    await moderation.post(f"/moderation/items/{item['id']}/claim", headers=headers)
+    answer = await moderation.post(
+        f"/moderation/items/{item['id']}/decision",
+        data={"decision": "reject", "reason_code": "insulting", "reason": "Propos\x0binjurieux",
+              "decision_id": str(uuid.uuid4())},
+        headers=headers,
+        allow_redirects=False,
+    )  # fmt: skip
+    assert answer.status == 422
+    page = html.unescape(await answer.text())
+    assert re.search(
+        r'<p class="fr-error-text" id="reason-erreur">Ce texte contient un caractère invisible',
+        page,
+    )
+    assert '<a href="#reason">Ce texte contient un caractère invisible' in page
+    assert catalog.calls == []
+
+
+async def test_the_fields_the_catalog_refuses_are_marked_on_the_page(
+    moderation: Client,
+    submit_petition: SubmitPetition,
+    staff_token: IssueStaffToken,
+    catalog: Any,
+) -> None:
+    item = await submit_petition()
+    marie = staff_token("moderator", subject="marie")
+    headers = {**as_staff(marie), **ORIGIN}
+    await moderation.post(f"/moderation/items/{item['id']}/claim", headers=headers)
+    catalog.refusal = {
+        "status": 422,
+        "detail": "La décision n'est pas valide : corrigez les champs indiqués.",
+        "invalid_params": [{"name": "reason", "reason": "format non reconnu"}],
+    }
+    answer = await moderation.post(
+        f"/moderation/items/{item['id']}/decision",
+        data={"decision": "reject", "reason_code": "insulting", "reason": "Injures.",
+              "decision_id": str(uuid.uuid4())},
+        headers=headers,
+        allow_redirects=False,
+    )  # fmt: skip
+    assert answer.status == 422
+    page = html.unescape(await answer.text())
+    assert "La décision n'est pas valide : corrigez les champs indiqués." in page
+    assert '<p class="fr-error-text" id="reason-erreur">format non reconnu</p>' in page
+
+
 async def test_a_form_error_is_said_on_the_page_not_as_a_500(
     moderation: Client, submit_petition: SubmitPetition, staff_token: IssueStaffToken
 ) -> None:
@@ -116,7 +211,9 @@ async def test_a_form_error_is_said_on_the_page_not_as_a_500(
         allow_redirects=False,
     )
     assert answer.status == 422
-    assert "La décision n&#39;a pas été enregistrée" in await answer.text()
+    page = html.unescape(await answer.text())
+    assert "La décision n'a pas été enregistrée" in page
+    assert "decision_id : Identifiant (UUID) attendu." in page  # a field the form does not show
     unknown = await moderation.get(f"/moderation/items/{uuid.uuid4()}", headers=as_staff(marie))
     assert unknown.status == 404
     assert (await moderation.get("/moderation/items/xyz", headers=as_staff(marie))).status == 404
@@ -127,6 +224,7 @@ async def test_the_secretariat_records_a_step_from_the_petition_page(
 ) -> None:
     petition_id = str(uuid.uuid4())
     catalog.statuses[petition_id] = "published"
+    catalog.thresholds[petition_id] = [100_000]
     paul = staff_token("committee-secretariat", subject="paul")
     page = await (
         await moderation.get(f"/moderation/petitions/{petition_id}", headers=as_staff(paul))
@@ -142,6 +240,62 @@ async def test_the_secretariat_records_a_step_from_the_petition_page(
     assert answer.status == 303
     assert catalog.follow_ups[petition_id] == ["rapporteur-appointed"]
     assert catalog.calls[-1]["note"] == "M. Dupont"
+
+
+async def test_the_petition_page_offers_only_the_steps_the_thresholds_allow(
+    moderation: Client, staff_token: IssueStaffToken, catalog: Any
+) -> None:
+    petition_id = str(uuid.uuid4())
+    catalog.statuses[petition_id] = "published"
+    paul = as_staff(staff_token("committee-secretariat", subject="paul"))
+    url = f"/moderation/petitions/{petition_id}"
+    page = html.unescape(await (await moderation.get(url, headers=paul)).text())
+    assert "Le suivi commence quand la pétition atteint 100\u202f000 signatures" in page
+    assert 'name="step"' not in page
+    # Sent all the same: refused on the page, in French.
+    answer = await moderation.post(
+        f"{url}/decisions",
+        data={"decision": "follow-up", "step": "debated-in-public-session"},
+        headers={**paul, **ORIGIN},
+        allow_redirects=False,
+    )
+    assert answer.status == 409
+    assert "La décision n'a pas été enregistrée" in html.unescape(await answer.text())
+    assert petition_id not in catalog.follow_ups
+    catalog.thresholds[petition_id] = [100_000]
+    page = await (await moderation.get(url, headers=paul)).text()
+    assert '<option value="rapporteur-appointed">' in page
+    assert '<option value="debated-in-public-session">' not in page
+    catalog.thresholds[petition_id] = [100_000, 500_000]
+    page = await (await moderation.get(url, headers=paul)).text()
+    assert '<option value="debated-in-public-session">' in page
+
+
+async def test_the_catalogs_refusal_of_a_step_is_said_on_the_petition_page(
+    moderation: Client, staff_token: IssueStaffToken, catalog: Any
+) -> None:
+    petition_id = str(uuid.uuid4())
+    catalog.statuses[petition_id] = "published"
+    catalog.thresholds[petition_id] = [100_000]
+    # Another agent's « Classée », recorded after moderation read the petition.
+    detail = "Le suivi de cette pétition est terminé (« Classée ») : aucune étape ne s'y ajoute."
+    catalog.refusal = {
+        "status": 409,
+        "type": "urn:paraphe:problem:follow-up-not-allowed",
+        "detail": detail,
+    }
+    paul = as_staff(staff_token("committee-secretariat", subject="paul"))
+    answer = await moderation.post(
+        f"/moderation/petitions/{petition_id}/decisions",
+        data={"decision": "follow-up", "step": "examined-in-committee",
+              "decision_id": str(uuid.uuid4())},
+        headers={**paul, **ORIGIN},
+        allow_redirects=False,
+    )  # fmt: skip
+    assert answer.status == 409
+    page = html.unescape(await answer.text())
+    assert "La décision n'a pas été enregistrée" in page
+    assert detail in page
 
 
 async def test_only_admins_see_the_audit_page(

@@ -92,6 +92,18 @@ async def test_bad_reports_get_a_clear_problem(
     assert answer.content_type == "application/problem+json"
 
 
+@pytest.mark.parametrize("character", ["\x00", "\x0b", "\x7f", "\ud800"])
+async def test_a_message_with_a_control_character_is_refused_naming_the_field(
+    moderation: Client, published: str, character: str
+) -> None:
+    body = {"petition_id": published, "reason_code": "other", "message": f"Injures{character}."}
+    answer = await report(moderation, body)
+    assert answer.status == 422, await answer.text()
+    problem = await answer.json()
+    assert problem["field"] == "message"
+    assert problem["detail"].startswith("Ce texte contient un caractère invisible non autorisé")
+
+
 async def test_only_published_petitions_can_be_reported(
     moderation: Client, set_petition_state: SetState, eventually: Eventually
 ) -> None:

@@ -126,7 +126,8 @@ AddPetition = Callable[..., Awaitable[uuid.UUID]]
 
 @pytest.fixture
 def add_petition(db: asyncpg.Pool, authors: tuple[str, str]) -> AddPetition:
-    """A petition written straight into the database, in any status."""
+    """A petition written straight into the database, in any status, with the thresholds it
+    reached flagged."""
 
     async def add(
         status: str = "published",
@@ -138,6 +139,7 @@ def add_petition(db: asyncpg.Pool, authors: tuple[str, str]) -> AddPetition:
         published_days_ago: float = 1,
         open_days: float = 180,
         signature_count: int = 0,
+        reached: tuple[int, ...] = (),
     ) -> uuid.UUID:
         published = status in ("published", "closed", "hidden")
         petition_id: uuid.UUID = await db.fetchval(
@@ -163,6 +165,14 @@ def add_petition(db: asyncpg.Pool, authors: tuple[str, str]) -> AddPetition:
             open_days,
             signature_count,
         )
+        for threshold in reached:  # as counter's threshold-reached events leave them
+            await db.execute(
+                "INSERT INTO catalog.thresholds_reached"
+                " (petition_id, threshold, signatures, reached_at) VALUES ($1, $2, $3, now())",
+                petition_id,
+                threshold,
+                threshold,
+            )
         return petition_id
 
     return add

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import uuid
 from typing import TYPE_CHECKING
 
@@ -308,6 +309,73 @@ async def test_a_title_fits_on_one_line(empty_catalog: Client, tokens: Tokens) -
     )
     assert response.status == 422
     assert (await response.json())["invalid_params"][0]["name"] == "title"
+
+
+# Words of pydantic's and of the former messages: none may reach an author.
+ENGLISH = re.compile(
+    r"\b(must|cannot|should|input|nothing|needs|contains|field|required|valid|value|string|"
+    r"error|characters?|line|removed|change)\b",
+    re.IGNORECASE,
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "reason"),
+    [
+        (DRAFT | {"title": "Une pétition\nsur deux lignes"}, "title", None),
+        (DRAFT | {"title": "Un titre avec un \x00 caché"}, "title", None),
+        (DRAFT | {"body": "Un texte avec une demi-paire \ud800 de substitution."}, "body", None),
+        (DRAFT | {"title": 12345678901}, "title", "texte attendu"),
+        (DRAFT | {"title": None}, "title", "texte attendu"),
+        (DRAFT | {"suggested_committee": ["lois"]}, "suggested_committee", None),
+        (DRAFT | {"status": "published"}, "status", "champ inconnu"),
+        ([DRAFT], "body", "objet JSON attendu"),
+    ],
+)
+async def test_a_refused_draft_says_why_in_french(
+    empty_catalog: Client, tokens: Tokens, body: object, field: str, reason: str | None
+) -> None:
+    problem = await (await create(empty_catalog, tokens, body)).json()
+    reasons = {param["name"]: param["reason"] for param in problem["invalid_params"]}
+    assert field in reasons
+    assert not ENGLISH.search(reasons[field]), reasons[field]
+    if reason is not None:
+        assert reasons[field] == reason
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "reason"),
+    [
+        (
+            {},
+            "body",
+            "aucune modification : envoyez au moins un des champs title, body, suggested_committee",
+        ),
+        ({"title": None}, "title", "ne peut pas être supprimé"),
+        ({"body": None}, "body", "ne peut pas être supprimé"),
+        ({"title": "Sur deux\r\nlignes à la fois"}, "title", "doit tenir sur une seule ligne"),
+        (
+            {"body": "Un texte avec un caractère \x1b d'échappement."},
+            "body",
+            "contient des caractères invisibles qui ne sont pas admis",
+        ),
+        ({"suggested_committee": 3}, "suggested_committee", "texte attendu"),
+    ],
+)
+async def test_refused_changes_say_why_in_french(
+    empty_catalog: Client, tokens: Tokens, changes: dict[str, object], field: str, reason: str
+) -> None:
+    petition = await (await create(empty_catalog, tokens)).json()
+    url = f"/api/author/petitions/{petition['id']}"
+    response = await empty_catalog.patch(url, json=changes, headers=tokens.author())
+    assert response.status == 422
+    assert (await response.json())["invalid_params"] == [{"name": field, "reason": reason}]
+
+
+async def test_a_tab_in_a_title_is_a_space(empty_catalog: Client, tokens: Tokens) -> None:
+    response = await create(empty_catalog, tokens, DRAFT | {"title": "Des cours\td'école vertes"})
+    assert response.status == 201
+    assert (await response.json())["title"] == "Des cours d'école vertes"
 
 
 async def test_changes_made_with_the_cookie_from_another_sites_page_are_refused(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import datetime
@@ -83,7 +84,8 @@ async def test_each_decision_is_taken_only_from_the_statuses_that_allow_it(
     decision: str,
     status: str,
 ) -> None:
-    petition_id = await add_petition(status)
+    # Past the committee's threshold, where the follow-up begins.
+    petition_id = await add_petition(status, reached=(100_000,))
     answer, body = await decide(moderated, tokens.staff("admin"), petition_id, decision)
     after = ALLOWED.get((decision, status))
     stored = await db.fetchval("SELECT status FROM catalog.petitions WHERE id = $1", petition_id)
@@ -189,7 +191,7 @@ async def test_only_the_right_roles_decide(
     decision: str,
 ) -> None:
     status = next(status for (d, status) in ALLOWED if d == decision)
-    petition_id = await add_petition(status)
+    petition_id = await add_petition(status, reached=(100_000,))
     wrong_role = "committee-secretariat" if ROLE_FOR[decision] == "moderator" else "moderator"
     refused = {
         "anonymous": ({}, 401),
@@ -277,6 +279,21 @@ async def test_an_invalid_decision_is_a_422_and_changes_nothing(
     assert await db.fetchval("SELECT status FROM catalog.petitions") == "submitted"
 
 
+async def test_a_decision_that_lacks_what_it_needs_says_so_in_french(
+    moderated: Client, tokens: Tokens, add_petition: AddPetition
+) -> None:
+    petition_id = await add_petition("submitted")
+    response = await moderated.post(
+        f"/internal/petitions/{petition_id}/decisions",
+        json={"decision_id": str(uuid.uuid4()), "decision": "reject"},
+        headers=tokens.staff("admin"),
+    )
+    assert response.status == 422
+    assert (await response.json())["invalid_params"] == [
+        {"name": "body", "reason": "la décision reject demande aussi : reason_code, reason"}
+    ]
+
+
 @pytest.mark.parametrize("petition_id", ["nope", "00000000-0000-0000-0000-000000000000"])
 async def test_a_decision_on_an_unknown_petition_is_a_404(
     moderated: Client, tokens: Tokens, petition_id: str
@@ -307,7 +324,7 @@ async def test_follow_up_steps_are_public_each_once(
     moderated: Client, tokens: Tokens, add_petition: AddPetition, nats_client: NatsClient
 ) -> None:
     followed = await nats_client.subscribe("petitions.events.followed-up")
-    petition_id = await add_petition("closed")
+    petition_id = await add_petition("closed", reached=(100_000,))
     secretariat = tokens.staff("committee-secretariat")
     assert (await decide(moderated, secretariat, petition_id, "follow-up"))[0] == 200
     answer, _ = await decide(
@@ -327,3 +344,99 @@ async def test_follow_up_steps_are_public_each_once(
         "closed",
         "Mme Durand est nommée rapporteure.",
     )
+
+
+async def test_the_catalogue_records_follow_up_steps_only_as_the_thresholds_allow(
+    moderated: Client, tokens: Tokens, add_petition: AddPetition, db: asyncpg.Pool
+) -> None:
+    """Called directly, as a moderation that checked nothing (or too early) would."""
+    petition_id = await add_petition()
+    secretariat = tokens.staff("committee-secretariat")
+
+    async def step(name: str, decision_id: uuid.UUID | None = None) -> tuple[int, dict[str, Any]]:
+        return await decide(
+            moderated, secretariat, petition_id, "follow-up", decision_id, step=name, note=None
+        )
+
+    async def refused(name: str, detail: str) -> None:
+        answer, problem = await step(name)
+        assert answer == 409, problem
+        assert problem["type"] == "urn:paraphe:problem:follow-up-not-allowed"
+        assert problem["detail"] == detail
+        assert problem["petition_status"] == "published"
+
+    async def recorded() -> list[str]:
+        rows = await db.fetch(
+            "SELECT step FROM catalog.follow_ups WHERE petition_id = $1 ORDER BY at", petition_id
+        )
+        return [row["step"] for row in rows]
+
+    before = (
+        "Le suivi commence quand la pétition atteint 100\u202f000 signatures, le seuil qui la "
+        "renvoie en commission : elle ne l'a pas atteint."
+    )
+    for name in ("debated-in-public-session", "rapporteur-appointed", "classified"):
+        await refused(name, before)
+    assert await recorded() == []
+    assert not await db.fetchval(
+        "SELECT count(*) FROM catalog.events WHERE petition_id = $1", petition_id
+    )
+    await db.execute(
+        "INSERT INTO catalog.thresholds_reached (petition_id, threshold, signatures, reached_at)"
+        " VALUES ($1, 100000, 100000, now())",
+        petition_id,
+    )
+    await refused(
+        "debated-in-public-session",
+        "Un débat en séance publique suppose 500\u202f000 signatures : la pétition n'a pas "
+        "atteint ce seuil.",
+    )
+    assert (await step("examined-in-committee"))[0] == 200
+    await db.execute(
+        "INSERT INTO catalog.thresholds_reached (petition_id, threshold, signatures, reached_at)"
+        " VALUES ($1, 500000, 500000, now())",
+        petition_id,
+    )
+    assert (await step("debated-in-public-session"))[0] == 200
+    answer_id = uuid.uuid4()
+    assert (await step("answer-published", answer_id))[0] == 200
+    await refused(
+        "classified",
+        "Le suivi de cette pétition est terminé (« Réponse publiée ») : aucune étape ne s'y "
+        "ajoute.",
+    )
+    # The same decision sent again (its answer lost) still answers as it did.
+    assert (await step("answer-published", answer_id))[0] == 200
+    assert await recorded() == [
+        "examined-in-committee",
+        "debated-in-public-session",
+        "answer-published",
+    ]
+
+
+async def test_two_steps_that_end_the_follow_up_sent_at_once_are_not_both_recorded(
+    moderated: Client, tokens: Tokens, add_petition: AddPetition, db: asyncpg.Pool
+) -> None:
+    petitions = [await add_petition(reached=(100_000, 500_000)) for _ in range(5)]
+    secretariat = tokens.staff("committee-secretariat")
+    answers = await asyncio.gather(
+        *(
+            decide(moderated, secretariat, petition_id, "follow-up", step=step, note=None)
+            for petition_id in petitions
+            for step in ("classified", "answer-published")
+        )
+    )
+    for petition_id, (first, second) in zip(
+        petitions, zip(answers[::2], answers[1::2], strict=True), strict=True
+    ):
+        assert sorted([first[0], second[0]]) == [200, 409], (first, second)
+        refused = first[1] if first[0] == 409 else second[1]
+        assert refused["type"] == "urn:paraphe:problem:follow-up-not-allowed"
+        assert refused["detail"].startswith("Le suivi de cette pétition est terminé")
+        steps = await db.fetchval(
+            "SELECT count(*) FROM catalog.follow_ups WHERE petition_id = $1", petition_id
+        )
+        events = await db.fetchval(
+            "SELECT count(*) FROM catalog.events WHERE petition_id = $1", petition_id
+        )
+        assert (steps, events) == (1, 1)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 import nats
 from nats.aio.client import Client as NatsClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from paraphe_common.petition_states import PetitionState
 from paraphe_common.streams import PETITION_EVENTS, ensure_petition_events_stream
@@ -61,7 +62,10 @@ async def test_a_decision_taken_while_nats_is_down_is_published_once_it_is_back(
     assert response.status == 200  # the decision is taken: the event waits in the outbox
     assert time.monotonic() - started < 10
     assert await unpublished(db) == 1
-    await eventually(lambda: _backlog_reported(catalog, 1))  # what operators are alerted on
+    await eventually(lambda: _backlog_reported(catalog, 1))
+    # What operators are paged on: the event ages while it waits.
+    first = await _oldest_reported(catalog)
+    await eventually(lambda: _oldest_reported_over(catalog, first + 1))
     nats_server.start()
     await eventually(lambda: _none_left(db), timeout=20)
     watcher = await nats.connect(nats_server.url)
@@ -74,11 +78,24 @@ async def test_a_decision_taken_while_nats_is_down_is_published_once_it_is_back(
     metrics = await (await catalog.get("/metrics")).text()
     assert 'petition_catalog_events_published_total{kind="published"} 1.0' in metrics
     await eventually(lambda: _backlog_reported(catalog, 0))
+    assert await _oldest_reported(catalog) == 0
 
 
 async def _backlog_reported(catalog: Client, events: int) -> bool:
     metrics = await (await catalog.get("/metrics")).text()
     return f"petition_catalog_events_unpublished {events}.0" in metrics
+
+
+async def _oldest_reported(catalog: Client) -> float:
+    metrics = await (await catalog.get("/metrics")).text()
+    for family in text_string_to_metric_families(metrics):
+        if family.name == "petition_catalog_events_oldest_unpublished_age_seconds":
+            return float(family.samples[0].value)
+    raise AssertionError("the age of the oldest unpublished event is not exported")
+
+
+async def _oldest_reported_over(catalog: Client, seconds: float) -> bool:
+    return await _oldest_reported(catalog) > seconds
 
 
 async def _none_left(db: asyncpg.Pool) -> bool:
@@ -131,6 +148,7 @@ async def test_events_a_crash_left_behind_are_published_at_start(
             reason="Une pétition identique est déjà ouverte.",
         ),
         signing_period_months=6,
+        thresholds=(100_000, 500_000),
     )
     assert len(outcome.event_ids) == 1
     await ensure_petition_events_stream(nats_client.jetstream())

@@ -163,7 +163,8 @@ class ThresholdSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
 
     # 100,000 sends a petition to a committee, 500,000 may bring a debate in public session.
-    # PARAPHE_THRESHOLDS: a JSON list or "a,b,c"; catalog and counter must be given the same.
+    # PARAPHE_THRESHOLDS: a JSON list or "a,b,c"; catalog, counter and moderation (which
+    # allows the committee's follow-up after them) must be given the same.
     thresholds: Annotated[tuple[int, ...], NoDecode] = (100_000, 500_000)
 
     @field_validator("thresholds", mode="before")

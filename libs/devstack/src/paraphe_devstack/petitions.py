@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
+import aiohttp
 import asyncpg
 
 from paraphe_common.petition_states import PetitionState, publish_state
 from paraphe_common.streams import petitions_bucket
 from paraphe_common.tokens import AUTHOR, SIGNER, STAFF, TokenIssuer
 from paraphe_devstack.keys import DevSecrets
+from paraphe_devstack.servers import LOCALHOST
 from paraphe_devstack.stack import Stack
 
 
@@ -59,3 +62,33 @@ class StackTokens:
 
     def staff(self, subject: str, *roles: str, lifetime: int = 3600) -> str:
         return self._platform.issue(STAFF, subject, lifetime, roles=frozenset(roles), name=subject)
+
+
+async def published_by_the_catalogue(stack: Stack, title: str, body: str) -> str:
+    """A petition submitted, then published by a moderator's decision through the catalogue's
+    own internal API: its deadline is the catalogue's, and its event goes through the outbox to
+    JetStream, the PETITIONS bucket and moderation, as in production; its id."""
+    connection = await asyncpg.connect(stack.database_url)
+    try:
+        petition = str(
+            await connection.fetchval(
+                "INSERT INTO catalog.petitions (author_id, title, body, status, submitted_at)"
+                " VALUES ('demo-author', $1, $2, 'submitted', now()) RETURNING id",
+                title,
+                body,
+            )
+        )
+    finally:
+        await connection.close()
+    catalog = f"http://{LOCALHOST}:{stack.ports.services['petition-catalog']}"
+    decision = {"decision_id": str(uuid.uuid4()), "decision": "publish", "committee": "lois"}
+    staff = {"Authorization": f"Bearer {StackTokens(stack).staff('marie', 'moderator')}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{catalog}/internal/petitions/{petition}/decisions", json=decision, headers=staff
+        ) as published,
+    ):
+        if published.status != 200:
+            raise AssertionError(f"the catalogue did not publish: {await published.text()}")
+    return petition

@@ -15,6 +15,7 @@ from typing import Any, Final
 import aiohttp
 from aiohttp import web
 
+from paraphe_common.problems import PROBLEM_TYPE_PREFIX
 from paraphe_common.resources import CleanupContext
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,14 @@ class CatalogRefused(Exception):
     def detail(self) -> str | None:
         detail = self.problem.get("detail")
         return detail if isinstance(detail, str) else None
+
+    @property
+    def kind(self) -> str | None:
+        """The problem's kind, the end of its type (``urn:paraphe:problem:<kind>``)."""
+        kind = self.problem.get("type")
+        if isinstance(kind, str) and kind.startswith(PROBLEM_TYPE_PREFIX):
+            return kind.removeprefix(PROBLEM_TYPE_PREFIX)
+        return None
 
 
 class Catalog:

@@ -40,7 +40,7 @@ def moderation_context(settings: ModerationSettings) -> CleanupContext:
             settings=settings,
             pool=app[POSTGRES],
             catalog=app[CATALOG],
-            decisions=Decisions(app[POSTGRES], app[CATALOG], settings, metrics),
+            decisions=Decisions(app[POSTGRES], app[CATALOG], metrics),
             metrics=metrics,
             report_limiter=ReportLimiter(settings.reports_per_hour),
         )

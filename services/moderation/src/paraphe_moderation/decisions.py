@@ -21,13 +21,16 @@ from typing import Any, Final
 
 import asyncpg
 
+from paraphe_common import follow_up
 from paraphe_common.problems import Problem
+from paraphe_common.texts import has_control_characters, with_line_feeds
 from paraphe_common.tokens import ADMIN, COMMITTEE_SECRETARIAT, MODERATOR
 from paraphe_moderation import store
 from paraphe_moderation.catalog import Catalog, CatalogRefused, CatalogUnavailable
 from paraphe_moderation.metrics import ModerationMetrics
 from paraphe_moderation.settings import ModerationSettings
 from paraphe_moderation.store import FOLLOW_UP, REPORT, REVIEW, AuditEntry, QueueItem, Staff
+from paraphe_moderation.texts import CONTROL_CHARACTERS
 
 PUBLISH: Final = "publish"
 REJECT: Final = "reject"
@@ -59,21 +62,12 @@ ROLES: Final = {
     DISMISS: MODERATORS,
     FOLLOW_UP_DECISION: SECRETARIATS,
 }
-# Who works on which kind of item.
+# Who works on which kind of item: only they see such items, in the queue or one by one (a
+# review item holds the text of a petition not yet published).
 KIND_ROLES: Final = {REVIEW: MODERATORS, REPORT: MODERATORS, FOLLOW_UP: SECRETARIATS}
 # The decisions taken on a claimed item, by its kind; the others are taken on a petition.
 ITEM_DECISIONS: Final = {REVIEW: (PUBLISH, REJECT), REPORT: (TAKE_DOWN, DISMISS)}
 PETITION_DECISIONS: Final = (TAKE_DOWN, FOLLOW_UP_DECISION)
-
-FOLLOW_UP_STEPS: Final = {
-    "rapporteur-appointed": "Rapporteur nommé",
-    "examined-in-committee": "Examinée en commission",
-    "classified": "Classée",
-    "debated-in-public-session": "Débattue en séance publique",
-    "answer-published": "Réponse publiée",
-}
-# After these, nothing more is expected of the committee: the follow-up item is resolved.
-FINAL_STEPS: Final = frozenset({"classified", "answer-published"})
 
 REASON_MAX_LENGTH: Final = 2000
 NOTE_MAX_LENGTH: Final = 2000
@@ -105,8 +99,18 @@ class Decision:
         return all(pending.get(key) == value for key, value in asdict(self).items())
 
 
+INVALID_DECISION: Final = "La décision n'est pas valide : corrigez les champs indiqués."
+
+
 def _invalid(detail: str, **extensions: Any) -> Problem:
     return Problem(422, detail, kind="invalid-decision", **extensions)
+
+
+def invalid_field(name: str, reason: str, **extensions: Any) -> Problem:
+    """A decision refused for one of its fields, named as the catalog names them (RFC 9457)."""
+    return _invalid(
+        INVALID_DECISION, invalid_params=[{"name": name, "reason": reason}], **extensions
+    )
 
 
 def _text(document: Mapping[str, Any], key: str, max_length: int) -> str | None:
@@ -114,11 +118,13 @@ def _text(document: Mapping[str, Any], key: str, max_length: int) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise _invalid(f"« {key} » doit être un texte.")
+        raise invalid_field(key, "Ce champ doit être un texte.")
     value = value.strip()
     if len(value) > max_length:
-        raise _invalid(f"« {key} » dépasse {max_length} caractères.")
-    return value or None
+        raise invalid_field(key, f"Ce texte dépasse {max_length} caractères.")
+    if has_control_characters(value):
+        raise invalid_field(key, CONTROL_CHARACTERS)
+    return with_line_feeds(value) or None
 
 
 def _word(document: Mapping[str, Any], key: str) -> str | None:
@@ -144,30 +150,77 @@ def read_decision(
         try:
             decision_id = uuid.UUID(str(document["decision_id"]))
         except ValueError:
-            raise _invalid("« decision_id » doit être un UUID.") from None
+            raise invalid_field("decision_id", "Identifiant (UUID) attendu.") from None
     if kind == PUBLISH:
+        # Never a default: a petition's committee cannot be changed once it is published.
+        committees = [c.id for c in settings.committees]
         committee = _word(document, "committee")
-        if committee not in {c.id for c in settings.committees}:
-            raise _invalid("Choisissez la commission saisie de la pétition.")
+        if committee not in committees:
+            raise invalid_field(
+                "committee", "Choisissez la commission saisie de la pétition.", allowed=committees
+            )
         return Decision(PUBLISH, committee=committee), decision_id
     if kind in (REJECT, TAKE_DOWN):
         labels = {r.code: r.label for r in settings.reason_codes}
         code = _word(document, "reason_code")
         if code is None or code not in labels:
-            raise _invalid("Choisissez un motif parmi ceux prévus.", allowed=sorted(labels))
+            raise invalid_field(
+                "reason_code", "Choisissez un motif parmi ceux prévus.", allowed=sorted(labels)
+            )
         reason = _text(document, "reason", REASON_MAX_LENGTH) or labels[code]
         return Decision(kind, reason_code=code, reason=reason), decision_id
     if kind == FOLLOW_UP_DECISION:
         step = _word(document, "step")
-        if step is None or step not in FOLLOW_UP_STEPS:
-            raise _invalid("Étape de suivi inconnue.", allowed=list(FOLLOW_UP_STEPS))
+        if step is None or step not in follow_up.STEPS:
+            raise invalid_field(
+                "step", "Choisissez une étape du suivi.", allowed=list(follow_up.STEPS)
+            )
         return Decision(kind, step=step, note=_text(document, "note", NOTE_MAX_LENGTH)), decision_id
     return Decision(DISMISS, reason=_text(document, "reason", REASON_MAX_LENGTH)), decision_id
+
+
+def follow_up_refusal(
+    petition: Mapping[str, Any], step: str | None, thresholds: tuple[int, ...]
+) -> str | None:
+    """Why a follow-up step (any, when ``step`` is None) cannot be recorded on the petition as
+    the catalog gives it, in French; None when it can (:func:`paraphe_common.follow_up.refusal`).
+    """
+    flags = petition.get("thresholds")
+    steps = petition.get("follow_up")
+    return follow_up.refusal(
+        step,
+        reached=[
+            flag["threshold"]
+            for flag in (flags if isinstance(flags, list) else [])
+            if isinstance(flag, dict) and isinstance(flag.get("threshold"), int)
+        ],
+        recorded={
+            entry["step"]
+            for entry in (steps if isinstance(steps, list) else [])
+            if isinstance(entry, dict) and isinstance(entry.get("step"), str)
+        },
+        thresholds=thresholds,
+    )
 
 
 def require_role(staff: Staff, roles: frozenset[str]) -> None:
     if not staff.roles & roles:
         raise Problem(403, "Votre compte n'a pas accès à cette action.", kind="missing-role")
+
+
+def kinds_seen_by(staff: Staff) -> tuple[str, ...]:
+    """The kinds of item the agent's roles work on, and so may see."""
+    return tuple(kind for kind in store.KINDS if staff.roles & KIND_ROLES[kind])
+
+
+def require_kind_seen(staff: Staff, kind: str) -> None:
+    if kind not in kinds_seen_by(staff):
+        raise Problem(
+            403,
+            "Votre compte n'a pas accès à cette file.",
+            kind="missing-role",
+            kinds=list(kinds_seen_by(staff)),
+        )
 
 
 def decision_document(entry: AuditEntry) -> dict[str, Any]:
@@ -202,12 +255,10 @@ class Decisions:
         self,
         pool: asyncpg.Pool,
         catalog: Catalog,
-        settings: ModerationSettings,
         metrics: ModerationMetrics,
     ) -> None:
         self._pool = pool
         self._catalog = catalog
-        self._settings = settings
         self._metrics = metrics
 
     async def on_item(
@@ -297,6 +348,16 @@ class Decisions:
             entry = await self._record(connection, petition_id, None, staff, decision, decision_id)
         return Outcome(entry, petition)
 
+    def _catalog_unavailable(self) -> Problem:
+        self._metrics.catalog_failures.inc()
+        return Problem(
+            503,
+            "Le catalogue des pétitions ne répond pas : la décision n'est pas enregistrée. "
+            "Réessayez dans quelques instants.",
+            kind="catalog-unavailable",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
     async def _replay(
         self,
         decision_id: uuid.UUID,
@@ -339,14 +400,7 @@ class Decisions:
         try:
             return await self._catalog.decide(target, token, decision.catalog_body(decision_id))
         except CatalogUnavailable:
-            self._metrics.catalog_failures.inc()
-            raise Problem(
-                503,
-                "Le catalogue des pétitions ne répond pas : la décision n'est pas enregistrée. "
-                "Réessayez dans quelques instants.",
-                kind="catalog-unavailable",
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-            ) from None
+            raise self._catalog_unavailable() from None
         except CatalogRefused as refused:
             if item is not None:
                 # Refused, so not applied: no event will confirm it.
@@ -406,7 +460,7 @@ class Decisions:
             )
         if decision.decision == TAKE_DOWN:
             await store.close_items(connection, str(petition_id), [REPORT], RESOLUTIONS[TAKE_DOWN])
-        if decision.decision == FOLLOW_UP_DECISION and decision.step in FINAL_STEPS:
+        if decision.decision == FOLLOW_UP_DECISION and decision.step in follow_up.FINAL_STEPS:
             await store.resolve_follow_ups(connection, petition_id, str(decision.step))
         if appended:
             self._metrics.decisions.labels(decision.decision).inc()
@@ -473,10 +527,27 @@ async def audit_confirmed(
         metrics.decisions.labels(str(pending["decision"])).inc()
 
 
+def invalid_params_of(problem: Mapping[str, Any]) -> dict[str, Any]:
+    """A problem's ``invalid_params`` (the catalog's, or ours), the well-formed ones."""
+    params = problem.get("invalid_params")
+    kept = [
+        {"name": param["name"], "reason": param["reason"]}
+        for param in (params if isinstance(params, list) else [])
+        if isinstance(param, dict)
+        and isinstance(param.get("name"), str)
+        and isinstance(param.get("reason"), str)
+    ]
+    return {"invalid_params": kept} if kept else {}
+
+
 def _catalog_problem(refused: CatalogRefused) -> Problem:
     detail = refused.detail
     if refused.status == 404:
         return Problem(404, detail or "Pétition inconnue du catalogue.", kind="unknown-petition")
+    if refused.status == 409 and refused.kind == follow_up.NOT_ALLOWED:
+        # The committee's rule (paraphe_common.follow_up), checked by the catalog under the
+        # petition's row lock, where two steps sent at once cannot both pass: its reason.
+        return Problem(409, detail or "Cette étape du suivi n'est pas possible.", kind=refused.kind)
     if refused.status == 409:
         return Problem(
             409,
@@ -492,5 +563,8 @@ def _catalog_problem(refused: CatalogRefused) -> Problem:
     if refused.status == 403:
         return Problem(403, "Votre compte n'a pas accès à cette action.", kind="missing-role")
     if refused.status == 422:
-        return Problem(422, detail or "Décision refusée par le catalogue.", kind="invalid-decision")
+        # Its fields named as ours are, so that the page marks them too.
+        return _invalid(
+            detail or "Décision refusée par le catalogue.", **invalid_params_of(refused.problem)
+        )
     return Problem(409, detail or "Le catalogue a refusé la décision.", kind="catalog-refused")

@@ -16,6 +16,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from paraphe_common import follow_up
 from paraphe_common.petition_states import PETITION_STATES
 from paraphe_common.problems import Problem
 from paraphe_common.site import require_same_origin, setup_site
@@ -25,14 +26,17 @@ from paraphe_moderation.catalog import CatalogRefused, CatalogUnavailable
 from paraphe_moderation.context import PUBLIC_ORIGIN
 from paraphe_moderation.decisions import (
     FOLLOW_UP_DECISION,
-    FOLLOW_UP_STEPS,
     ITEM_DECISIONS,
     KIND_ROLES,
     MODERATORS,
     SECRETARIATS,
     TAKE_DOWN,
     decision_document,
+    follow_up_refusal,
+    invalid_params_of,
+    kinds_seen_by,
     read_decision,
+    require_kind_seen,
     require_role,
 )
 from paraphe_moderation.reasons import REPORT_REASONS
@@ -53,7 +57,7 @@ RESOLUTION_LABELS: Final = {
     "hidden": "Retirée",
     "dismissed": "Signalement classé sans suite",
     "closed": "Pétition close",
-    **FOLLOW_UP_STEPS,
+    **follow_up.STEPS,
 }
 NOTICES: Final = {
     "decided": "La décision est enregistrée.",
@@ -118,6 +122,12 @@ def _fields(form: MultiDictProxy[Any], names: tuple[str, ...]) -> dict[str, str]
     return {name: value for name in names if isinstance(value := form.get(name), str)}
 
 
+def _field_errors(problem: Problem) -> dict[str, str]:
+    """The fields a refused decision names (``invalid_params``), each with its reason."""
+    params = invalid_params_of(problem.extensions).get("invalid_params", [])
+    return {param["name"]: param["reason"] for param in params}
+
+
 def _staff_or_sign_in(request: web.Request) -> Staff | web.Response:
     staff = _signed_in(request)
     return staff if staff is not None else _sign_in_page(request)
@@ -141,10 +151,11 @@ async def queue_page(request: web.Request) -> web.Response:
     staff = _staff_or_sign_in(request)
     if isinstance(staff, web.Response):
         return staff
-    kinds = [k for k in KINDS if staff.roles & KIND_ROLES[k]]
-    kind = request.query.get("kind") or kinds[0]
-    if kind not in KINDS:
+    kinds = kinds_seen_by(staff)
+    kind = request.query.get("kind") or next(iter(kinds), "")
+    if kind and kind not in KINDS:
         raise Problem(400, "File inconnue.")
+    require_kind_seen(staff, kind)
     status = request.query.get("status", "open")
     if status not in ("open", "resolved"):
         raise Problem(400, "État inconnu.")
@@ -154,7 +165,7 @@ async def queue_page(request: web.Request) -> web.Response:
         page = 1
     items, total = await store.list_items(
         context(request).pool,
-        kind=kind,
+        kinds=[kind],
         status=status,  # type: ignore[arg-type]
         petition_id=None,
         limit=PER_PAGE,
@@ -173,7 +184,6 @@ async def queue_page(request: web.Request) -> web.Response:
             "page": page,
             "pages": max(1, -(-total // PER_PAGE)),
             "page_href": "/moderation/?" + urlencode({"kind": kind, "status": status}) + "&page=",
-            "may_work": bool(staff.roles & KIND_ROLES[kind]),
         },
     )
 
@@ -229,6 +239,7 @@ async def _item_view(
     item: QueueItem,
     *,
     error: str = "",
+    errors: dict[str, str] | None = None,
     form: dict[str, str] | None = None,
     status: int = 200,
 ) -> web.Response:
@@ -256,9 +267,13 @@ async def _item_view(
             "committee_options": list(committees.items()),
             "reason_options": [(r.code, r.label) for r in ctx.settings.reason_codes],
             "decisions": ITEM_DECISIONS.get(item.kind, ()),
-            "selected_committee": form.get("committee") or item.suggested_committee or "",
+            # The committee sent back after an error, else the suggestion, else none: the
+            # moderator chooses, nothing is picked for them.
+            "selected_committee": form.get("committee", item.suggested_committee or ""),
+            "suggested": item.suggested_committee in committees,
             "form": form,
             "error": error,
+            "errors": errors or {},
             "decision_id": form.get("decision_id") or str(uuid.uuid4()),
         },
         status=status,
@@ -313,8 +328,8 @@ async def decision_form(request: web.Request) -> web.Response:
             raise
         current = await store.get_item(ctx.pool, item.id) or item
         response = await _item_view(
-            request, staff, current, error=problem.detail or problem.title, form=form,
-            status=problem.status,
+            request, staff, current, error=problem.detail or problem.title,
+            errors=_field_errors(problem), form=form, status=problem.status,
         )  # fmt: skip
         response.headers.update(problem.headers)
         return response
@@ -337,6 +352,7 @@ async def _petition_view(
     petition_id: uuid.UUID,
     *,
     error: str = "",
+    errors: dict[str, str] | None = None,
     form: dict[str, str] | None = None,
     status: int = 200,
 ) -> web.Response:
@@ -344,8 +360,21 @@ async def _petition_view(
     petition, petition_error = await _petition(request, petition_id)
     if petition is not None and isinstance(petition.get("title"), str):
         await store.fill_title(ctx.pool, petition_id, petition["title"])
+    thresholds = ctx.settings.thresholds
+    # Which steps the petition is at, when the catalog said; the catalog's answer decides.
+    follow_up_closed = follow_up_refusal(petition, None, thresholds) if petition else None
+    step_options = [
+        (step, label)
+        for step, label in follow_up.STEPS.items()
+        if petition is None or follow_up_refusal(petition, step, thresholds) is None
+    ]
     items, _ = await store.list_items(
-        ctx.pool, kind=None, status="all", petition_id=petition_id, limit=50, offset=0
+        ctx.pool,
+        kinds=kinds_seen_by(staff),
+        status="all",
+        petition_id=petition_id,
+        limit=50,
+        offset=0,
     )
     return _render(
         request,
@@ -356,13 +385,15 @@ async def _petition_view(
             "petition": petition,
             "petition_error": petition_error,
             "items": items,
-            "steps": FOLLOW_UP_STEPS,
-            "step_options": list(FOLLOW_UP_STEPS.items()),
+            "steps": follow_up.STEPS,
+            "step_options": step_options,
+            "follow_up_closed": follow_up_closed,
             "reason_options": [(r.code, r.label) for r in ctx.settings.reason_codes],
             "may_follow_up": bool(staff.roles & SECRETARIATS),
             "may_take_down": bool(staff.roles & MODERATORS),
             "form": form or {},
             "error": error,
+            "errors": errors or {},
             "decision_id": (form or {}).get("decision_id") or str(uuid.uuid4()),
         },
         status=status,
@@ -393,8 +424,8 @@ async def petition_decision_form(request: web.Request) -> web.Response:
         if problem.status in (401, 403):
             raise
         response = await _petition_view(
-            request, staff, petition_id, error=problem.detail or problem.title, form=form,
-            status=problem.status,
+            request, staff, petition_id, error=problem.detail or problem.title,
+            errors=_field_errors(problem), form=form, status=problem.status,
         )  # fmt: skip
         response.headers.update(problem.headers)
         return response

@@ -17,8 +17,10 @@ from paraphe_common import security
 from paraphe_common.petition_states import PUBLISHED, PetitionStates
 from paraphe_common.problems import Problem
 from paraphe_common.rate_limits import TokenBuckets
+from paraphe_common.texts import has_control_characters, with_line_feeds
 from paraphe_moderation import store
 from paraphe_moderation.reasons import REPORT_REASONS
+from paraphe_moderation.texts import CONTROL_CHARACTERS
 
 if TYPE_CHECKING:
     from paraphe_moderation.context import Context
@@ -56,7 +58,8 @@ class ReportError(Exception):
 async def accept_report(
     ctx: Context, states: PetitionStates, request: web.Request, document: Any
 ) -> uuid.UUID:
-    """Check and store a report: rate limit, published petition, known reason, bounded text."""
+    """Check and store a report: rate limit, published petition, known reason, bounded text
+    without control characters."""
     wait = ctx.report_limiter.retry_after(request)
     if wait:
         ctx.metrics.reports_limited.inc()
@@ -89,4 +92,6 @@ async def accept_report(
     limit = ctx.settings.report_message_max_length
     if len(message) > limit:
         raise ReportError(422, "message", f"Le message ne doit pas dépasser {limit} caractères.")
-    return await store.add_report(ctx.pool, petition_id, reason_code, message)
+    if has_control_characters(message):
+        raise ReportError(422, "message", CONTROL_CHARACTERS)
+    return await store.add_report(ctx.pool, petition_id, reason_code, with_line_feeds(message))

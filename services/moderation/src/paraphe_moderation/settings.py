@@ -4,16 +4,25 @@ from pydantic import AnyHttpUrl, Field, field_validator
 from pydantic_settings import NoDecode
 
 from paraphe_common.committees import Committee, parse_committees
-from paraphe_common.settings import NatsSettings, PostgresSettings, ServiceSettings
+from paraphe_common.settings import (
+    NatsSettings,
+    PostgresSettings,
+    ServiceSettings,
+    ThresholdSettings,
+)
 from paraphe_common.tokens import TokenVerificationSettings
 from paraphe_moderation.reasons import ReasonCode, parse_reason_codes
 from paraphe_moderation.suggestions import CommitteeTerms, parse_committee_terms
 
 
 class ModerationSettings(
-    ServiceSettings, PostgresSettings, NatsSettings, TokenVerificationSettings
+    ServiceSettings, PostgresSettings, NatsSettings, TokenVerificationSettings, ThresholdSettings
 ):
-    """Read once from the PARAPHE_* environment at start."""
+    """Read once from the PARAPHE_* environment at start.
+
+    The thresholds (PARAPHE_THRESHOLDS, the counter's and the catalog's) say when the committee's
+    follow-up may begin and when a debate in public session may be recorded.
+    """
 
     # Where petition-catalog's internal API answers (never through the proxy).
     catalog_url: AnyHttpUrl

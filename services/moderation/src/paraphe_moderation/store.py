@@ -219,14 +219,16 @@ Status = Literal["open", "resolved", "all"]
 async def list_items(
     pool: asyncpg.Pool,
     *,
-    kind: str | None,
+    kinds: Iterable[str],
     status: Status,
     petition_id: uuid.UUID | None,
     limit: int,
     offset: int,
 ) -> tuple[list[QueueItem], int]:
-    """Items oldest first while open (the longest waiting comes first), newest first otherwise."""
-    conditions = ["($1::text IS NULL OR kind = $1)", "($2::uuid IS NULL OR petition_id = $2)"]
+    """Items of these kinds, oldest first while open (the longest waiting comes first), newest
+    first otherwise."""
+    kind_list = list(kinds)  # read once: an iterator would be empty for the count
+    conditions = ["kind = ANY($1::text[])", "($2::uuid IS NULL OR petition_id = $2)"]
     if status == "open":
         conditions.append("resolved_at IS NULL")
     elif status == "resolved":
@@ -234,16 +236,16 @@ async def list_items(
     where = " AND ".join(conditions)
     order = "created_at ASC" if status == "open" else "created_at DESC"
     rows = await pool.fetch(
-        f"SELECT {_ITEM_COLUMNS} FROM moderation.queue_items WHERE {where}"  # noqa: S608 - fixed fragments  # noqa: S608
+        f"SELECT {_ITEM_COLUMNS} FROM moderation.queue_items WHERE {where}"  # noqa: S608 - fixed fragments
         f" ORDER BY {order}, id LIMIT $3 OFFSET $4",
-        kind,
+        kind_list,
         petition_id,
         limit,
         offset,
     )
     total = await pool.fetchval(
         f"SELECT count(*) FROM moderation.queue_items WHERE {where}",  # noqa: S608
-        kind,
+        kind_list,
         petition_id,
     )
     return [QueueItem.from_row(row) for row in rows], int(total)

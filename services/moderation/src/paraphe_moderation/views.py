@@ -11,7 +11,8 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from paraphe_common.auth import authenticate, presented_token
+from paraphe_common import follow_up
+from paraphe_common.auth import authenticate, bearer_token, presented_token
 from paraphe_common.petition_states import PETITION_STATES
 from paraphe_common.problems import Problem
 from paraphe_common.site import require_same_origin
@@ -19,12 +20,13 @@ from paraphe_common.tokens import ADMIN, STAFF, STAFF_ROLES
 from paraphe_moderation import store
 from paraphe_moderation.context import CONTEXT, PUBLIC_ORIGIN, Context
 from paraphe_moderation.decisions import (
-    FOLLOW_UP_STEPS,
     ITEM_DECISIONS,
     KIND_ROLES,
     PETITION_DECISIONS,
     decision_document,
+    kinds_seen_by,
     read_decision,
+    require_kind_seen,
     require_role,
 )
 from paraphe_moderation.reasons import REPORT_REASONS
@@ -58,8 +60,7 @@ def staff_changing(request: web.Request) -> Staff:
     a bearer token is never sent by a browser on its own.
     """
     staff = staff_of(request)
-    scheme = request.headers.get("Authorization", "").partition(" ")[0]
-    if scheme.lower() != "bearer":
+    if bearer_token(request) is None:  # the token came from the cookie (presented_token)
         require_same_origin(request, request.app[PUBLIC_ORIGIN])
     return staff
 
@@ -175,12 +176,14 @@ async def me(request: web.Request) -> web.Response:
 
 
 async def queue(request: web.Request) -> web.Response:
-    staff_of(request)
+    staff = staff_of(request)
     kind, status = queue_filters(request)
+    if kind is not None:
+        require_kind_seen(staff, kind)
     page, per_page = paging(request)
     items, total = await store.list_items(
         context(request).pool,
-        kind=kind,
+        kinds=[kind] if kind is not None else kinds_seen_by(staff),
         status=status,
         petition_id=query_uuid(request, "petition_id"),
         limit=per_page,
@@ -243,7 +246,7 @@ async def claim_next(request: web.Request) -> web.Response:
     if kind is not None:
         require_role(staff, KIND_ROLES[kind])
     # Without a kind, the oldest item of any queue the agent works on.
-    kinds = [kind] if kind is not None else [k for k in KINDS if staff.roles & KIND_ROLES[k]]
+    kinds = [kind] if kind is not None else kinds_seen_by(staff)
     ctx = context(request)
     item = await store.claim_next(ctx.pool, kinds, staff, ctx.settings.claim_lease_seconds)
     return web.json_response({"item": item_document(item) if item else None}, headers=_NO_STORE)
@@ -307,7 +310,7 @@ async def vocabulary(request: web.Request) -> web.Response:
             "reason_codes": [{"code": r.code, "label": r.label} for r in settings.reason_codes],
             "report_reasons": [{"code": r.code, "label": r.label} for r in REPORT_REASONS],
             "follow_up_steps": [
-                {"step": s, "label": label} for s, label in FOLLOW_UP_STEPS.items()
+                {"step": s, "label": label} for s, label in follow_up.STEPS.items()
             ],
         },
         headers={"Cache-Control": "public, max-age=300"},

@@ -46,6 +46,13 @@ class OutboxMetrics:
             "Lifecycle events written and not yet acknowledged, at the last outbox pass.",
             registry=registry,
         )
+        self.oldest_unpublished_age = Gauge(
+            "petition_catalog_events_oldest_unpublished_age_seconds",
+            "Time since the oldest event not yet acknowledged was written, at the last outbox"
+            " pass, 0 when none waits: how long intake and counter may have had a petition's"
+            " state wrong.",
+            registry=registry,
+        )
 
 
 class EventPublisher:
@@ -113,9 +120,13 @@ class EventPublisher:
             total += published
             if published < BATCH:
                 break
-        self._metrics.unpublished.set(
-            await self._pool.fetchval(
-                "SELECT count(*) FROM catalog.events WHERE published_at IS NULL"
-            )
+        (waiting,) = await self._pool.fetch(  # an aggregate: always one row
+            """
+            SELECT count(*) AS events,
+                coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest
+            FROM catalog.events WHERE published_at IS NULL
+            """
         )
+        self._metrics.unpublished.set(waiting["events"])
+        self._metrics.oldest_unpublished_age.set(waiting["oldest"])
         return total

@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 from typing import Annotated, Any, Final, Literal, TypeVar
 
 from aiohttp import web
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from paraphe_common.problems import Problem
+from paraphe_common.texts import has_control_characters, with_line_feeds
 from paraphe_petition_catalog.petitions import (
     FOLLOW_UP,
     FOLLOW_UP_STEPS,
@@ -22,24 +32,21 @@ from paraphe_petition_catalog.petitions import (
     TAKE_DOWN,
 )
 
-# C0 control characters other than tab and line breaks, and lone surrogates (JSON can escape
-# them, UTF-8 cannot hold them): PostgreSQL refuses NUL, and none belongs in a petition.
-_CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
-
 
 def _printable(value: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError("contains control characters")
-    return value.replace("\r\n", "\n")
+    if has_control_characters(value):
+        raise ValueError("contient des caractères invisibles qui ne sont pas admis")
+    return with_line_feeds(value)
 
 
-_LINE_BREAKS: Final = re.compile(r"[\t\n\r]")
+_LINE_BREAKS: Final = re.compile(r"[\n\r]")
 
 
 def _one_line(value: str) -> str:
     if _LINE_BREAKS.search(value):
-        raise ValueError("must fit on one line")
-    return value
+        raise ValueError("doit tenir sur une seule ligne")
+    # A tab, pasted from elsewhere, is a space in a title.
+    return value.replace("\t", " ")
 
 
 Text = Annotated[str, AfterValidator(_printable)]
@@ -63,13 +70,21 @@ class DraftChanges(_Input):
     body: Body | None = None
     suggested_committee: CommitteeId | None = None
 
+    @field_validator("title", "body")
+    @classmethod
+    def _kept(cls, value: str | None) -> str | None:
+        # Run only for a field sent: null would remove what a petition cannot lack.
+        if value is None:
+            raise ValueError("ne peut pas être supprimé")
+        return value
+
     @model_validator(mode="after")
     def _something_changes(self) -> DraftChanges:
         if not self.model_fields_set:
-            raise ValueError("nothing to change")
-        for required in ("title", "body"):
-            if required in self.model_fields_set and getattr(self, required) is None:
-                raise ValueError(f"{required} cannot be removed")
+            raise ValueError(
+                "aucune modification : envoyez au moins un des champs title, body, "
+                "suggested_committee"
+            )
         return self
 
     def changes(self) -> dict[str, Any]:
@@ -95,11 +110,13 @@ class DecisionInput(_Input):
         }[self.decision]
         missing = [name for name in needed if getattr(self, name) is None]
         if missing:
-            raise ValueError(f"{self.decision} needs {', '.join(missing)}")
+            raise ValueError(f"la décision {self.decision} demande aussi : {', '.join(missing)}")
         return self
 
 
-# French reasons for the errors people can make; anything else keeps pydantic's words.
+# French reasons for the errors people can make; our own checks (value_error) say theirs in
+# French; any other is said generically, never in pydantic's English.
+_OTHER_REASON: Final = "valeur non valide"
 _REASONS: Final = {
     "missing": "champ obligatoire",
     "extra_forbidden": "champ inconnu",
@@ -120,9 +137,9 @@ _REASONS: Final = {
 
 
 def _reason(error: Any) -> str:
-    template = _REASONS.get(error["type"])
-    if template is None:
+    if error["type"] == "value_error":
         return str(error["msg"]).removeprefix("Value error, ")
+    template = _REASONS.get(error["type"], _OTHER_REASON)
     return template.format(**error.get("ctx", {}))
 
 
@@ -184,13 +201,26 @@ def int_parameter(request: web.Request, name: str, default: int | None, maximum:
     return int(raw)
 
 
-def choice_parameter(request: web.Request, name: str, choices: frozenset[str]) -> str | None:
+def choice_parameter(
+    request: web.Request,
+    name: str,
+    choices: Mapping[str, str],
+    labels: Mapping[str, str] | None = None,
+) -> str | None:
+    """The choice ``name`` names, as ``choices`` maps it (the address's word to the store's).
+
+    A wrong one is a 400 that lists the values a program may send or, given ``labels``, the
+    choices as a person reads them in the form.
+    """
     raw = request.query.get(name)
     if raw is None or raw == "":
         return None
     if raw not in choices:
-        raise invalid_parameter(name, "valeurs possibles : " + ", ".join(sorted(choices)))
-    return raw
+        if labels is None:
+            raise invalid_parameter(name, "valeurs possibles : " + ", ".join(sorted(choices)))
+        said = ", ".join(f"« {labels.get(choice, choice)} »" for choice in choices)
+        raise invalid_parameter(name, "choisissez parmi " + said)
+    return choices[raw]
 
 
 def text_parameter(request: web.Request, name: str, max_length: int) -> str | None:
@@ -200,6 +230,6 @@ def text_parameter(request: web.Request, name: str, max_length: int) -> str | No
     text = raw.strip()
     if len(text) > max_length:
         raise invalid_parameter(name, f"au plus {max_length} caractères")
-    if _CONTROL.search(text) or "\ufffd" in text:
+    if has_control_characters(text) or "\ufffd" in text:
         raise invalid_parameter(name, "caractères non valides")
     return text or None

@@ -11,6 +11,7 @@ import uuid
 
 from aiohttp import web
 
+from paraphe_common import follow_up
 from paraphe_common.auth import authenticate
 from paraphe_common.problems import Problem
 from paraphe_common.tokens import STAFF, STAFF_ROLES, Claims
@@ -71,7 +72,8 @@ async def record_decision(request: web.Request) -> web.Response:
                 step=decision.step,
                 note=decision.note,
             ),
-            request.app[SETTINGS].signing_period_months,
+            signing_period_months=request.app[SETTINGS].signing_period_months,
+            thresholds=request.app[SETTINGS].thresholds,
         )
     except lifecycle.PetitionNotFound:
         raise petition_not_found() from None
@@ -80,6 +82,10 @@ async def record_decision(request: web.Request) -> web.Response:
             409,
             "Cet identifiant de décision a déjà servi pour une autre décision.",
             kind="decision-id-reused",
+        ) from None
+    except lifecycle.FollowUpRefused as refused:
+        raise Problem(
+            409, refused.detail, kind=follow_up.NOT_ALLOWED, petition_status=refused.status
         ) from None
     except lifecycle.TransitionRefused as refused:
         raise Problem(

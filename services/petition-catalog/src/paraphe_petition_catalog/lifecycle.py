@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import asyncpg
 
+from paraphe_common import follow_up
 from paraphe_common.problems import Problem
 from paraphe_petition_catalog.petitions import (
     CLOSED,
@@ -78,6 +80,10 @@ class TransitionRefused(Exception):
         super().__init__(detail)
         self.status = status
         self.detail = detail
+
+
+class FollowUpRefused(TransitionRefused):
+    """A follow-up step the committee's rule does not allow now (paraphe_common.follow_up)."""
 
 
 class DecisionIdReused(Exception):
@@ -211,24 +217,30 @@ async def edit_draft(
         status = await _lock_authors_petition(connection, author_id, petition_id)
         if status != DRAFT:
             raise TransitionRefused(status, "Seul un brouillon peut être modifié.")
-        await connection.execute(
-            """
-            UPDATE catalog.petitions SET
-                title = CASE WHEN $3 THEN $4 ELSE title END,
-                body = CASE WHEN $5 THEN $6 ELSE body END,
-                suggested_committee = CASE WHEN $7 THEN $8 ELSE suggested_committee END,
-                updated_at = now()
-            WHERE id = $1 AND author_id = $2
-            """,
-            petition_id,
-            author_id,
-            "title" in changes,
-            changes.get("title"),
-            "body" in changes,
-            changes.get("body"),
-            "suggested_committee" in changes,
-            changes.get("suggested_committee"),
-        )
+        await _write_changes(connection, petition_id, changes)
+
+
+async def _write_changes(
+    connection: Connection, petition_id: uuid.UUID, changes: dict[str, Any]
+) -> None:
+    """The given fields of a draft whose row the caller locked."""
+    await connection.execute(
+        """
+        UPDATE catalog.petitions SET
+            title = CASE WHEN $2 THEN $3 ELSE title END,
+            body = CASE WHEN $4 THEN $5 ELSE body END,
+            suggested_committee = CASE WHEN $6 THEN $7 ELSE suggested_committee END,
+            updated_at = now()
+        WHERE id = $1
+        """,
+        petition_id,
+        "title" in changes,
+        changes.get("title"),
+        "body" in changes,
+        changes.get("body"),
+        "suggested_committee" in changes,
+        changes.get("suggested_committee"),
+    )
 
 
 async def delete_draft(pool: asyncpg.Pool, author_id: str, petition_id: uuid.UUID) -> None:
@@ -240,12 +252,23 @@ async def delete_draft(pool: asyncpg.Pool, author_id: str, petition_id: uuid.UUI
         await connection.execute("DELETE FROM catalog.petitions WHERE id = $1", petition_id)
 
 
-async def submit(pool: asyncpg.Pool, author_id: str, petition_id: uuid.UUID) -> Outcome:
-    """draft → submitted: the petition goes to moderation's admissibility review."""
+async def submit(
+    pool: asyncpg.Pool,
+    author_id: str,
+    petition_id: uuid.UUID,
+    changes: dict[str, Any] | None = None,
+) -> Outcome:
+    """draft → submitted: the petition goes to moderation's admissibility review.
+
+    ``changes``, the fields the author had on screen (the draft page's form), are written in
+    the same transaction first: what is submitted is what they read, saved or not.
+    """
     async with pool.acquire() as connection, connection.transaction():
         status = await _lock_authors_petition(connection, author_id, petition_id)
         if status != DRAFT:
             raise TransitionRefused(status, "Seul un brouillon peut être soumis.")
+        if changes:
+            await _write_changes(connection, petition_id, changes)
         row = await connection.fetchrow(
             "UPDATE catalog.petitions SET status = $2, submitted_at = now(), updated_at = now()"
             " WHERE id = $1 RETURNING title, body, suggested_committee, submitted_at",
@@ -273,9 +296,17 @@ async def submit(pool: asyncpg.Pool, author_id: str, petition_id: uuid.UUID) -> 
 
 
 async def decide(
-    pool: asyncpg.Pool, petition_id: uuid.UUID, decision: Decision, signing_period_months: int
+    pool: asyncpg.Pool,
+    petition_id: uuid.UUID,
+    decision: Decision,
+    *,
+    signing_period_months: int,
+    thresholds: Sequence[int],
 ) -> Outcome:
-    """Apply moderation's decision, once per decision id, or say why it cannot be."""
+    """Apply moderation's decision, once per decision id, or say why it cannot be.
+
+    ``thresholds`` (PARAPHE_THRESHOLDS) say which follow-up steps the petition is at.
+    """
     try:
         async with pool.acquire() as connection, connection.transaction():
             status: str | None = await connection.fetchval(
@@ -295,6 +326,10 @@ async def decide(
                 return Outcome((), replayed=True)  # the same decision again: already taken
             if not may_decide(decision.decision, status):
                 raise TransitionRefused(status, _REFUSALS[decision.decision])
+            if decision.decision == FOLLOW_UP:
+                await _require_follow_up_allowed(
+                    connection, petition_id, status, decision.step, thresholds
+                )
             at = await _apply(connection, petition_id, decision, signing_period_months, status)
             await connection.execute(
                 "INSERT INTO catalog.decisions"
@@ -311,6 +346,34 @@ async def decide(
         # The same decision id, for another petition, committed meanwhile.
         raise DecisionIdReused(decision.id) from None
     return Outcome((event_id,))
+
+
+async def _require_follow_up_allowed(
+    connection: Connection,
+    petition_id: uuid.UUID,
+    status: str,
+    step: str | None,
+    thresholds: Sequence[int],
+) -> None:
+    """Refuse a step the thresholds reached and the steps recorded do not allow.
+
+    Read under the petition's row lock: a step recorded by a decision that held it before is
+    seen, so two steps that end the matter, sent at once, are not both recorded.
+    """
+    reached = await connection.fetch(
+        "SELECT threshold FROM catalog.thresholds_reached WHERE petition_id = $1", petition_id
+    )
+    recorded = await connection.fetch(
+        "SELECT step FROM catalog.follow_ups WHERE petition_id = $1", petition_id
+    )
+    refusal = follow_up.refusal(
+        step,
+        reached=[row["threshold"] for row in reached],
+        recorded={row["step"] for row in recorded},
+        thresholds=thresholds,
+    )
+    if refusal is not None:
+        raise FollowUpRefused(status, refusal)
 
 
 _REFUSALS: Final = {

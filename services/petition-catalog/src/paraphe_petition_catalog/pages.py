@@ -8,6 +8,7 @@ something are refused unless they come from a page of the site (paraphe_common.s
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import AsyncIterator, Mapping
@@ -39,28 +40,77 @@ from paraphe_petition_catalog.inputs import (
     petition_not_found,
 )
 from paraphe_petition_catalog.jobs import publish_after_commit
-from paraphe_petition_catalog.petitions import CLOSED, HIDDEN, PUBLIC_STATES, PUBLISHED
+from paraphe_petition_catalog.petitions import (
+    CLOSED,
+    DRAFT,
+    HIDDEN,
+    PUBLIC_STATES,
+    PUBLISHED,
+    REJECTED,
+    SUBMITTED,
+)
 from paraphe_petition_catalog.settings import SETTINGS
-from paraphe_petition_catalog.store import STORE, Petition, PetitionQuery
-from paraphe_petition_catalog.views import petition_query
+from paraphe_petition_catalog.store import OPEN, STORE, Petition, PetitionQuery
+from paraphe_petition_catalog.views import (
+    API_ADDRESS,
+    MAX_QUERY_LENGTH,
+    ListAddress,
+    petition_query,
+)
 
 log = logging.getLogger(__name__)
 
 STATIC: Final = Path(__file__).parent / "static"
 AUTHOR_SPACE: Final = "/mon-espace/"
 
+# The list page's address in French, for citizens: /petitions?statut=ouvertes&tri=plus-signees.
+STATUS_LABELS: Final = {"ouvertes": "Ouvertes à la signature", "closes": "Closes"}
 SORT_LABELS: Final = {
-    "relevance": "Pertinence",
-    "most-signed": "Les plus signées",
-    "newest": "Les plus récentes",
-    "closing-soon": "Bientôt closes",
+    "pertinence": "Pertinence",
+    "plus-signees": "Les plus signées",
+    "plus-recentes": "Les plus récentes",
+    "bientot-closes": "Bientôt closes",
 }
+PAGE_ADDRESS: Final = ListAddress(
+    status="statut",
+    committee="commission",
+    threshold="seuil",
+    sort="tri",
+    statuses={"ouvertes": OPEN, "closes": CLOSED},
+    sorts={
+        "pertinence": "relevance",
+        "plus-signees": "most-signed",
+        "plus-recentes": "newest",
+        "bientot-closes": "closing-soon",
+    },
+    labels={**STATUS_LABELS, **SORT_LABELS},
+)
+# The API's names, which the list page read before it spoke French: links written with them
+# are sent, translated, to the page's own address.
+_FORMER_NAMES: Final = {
+    API_ADDRESS.status: PAGE_ADDRESS.status,
+    API_ADDRESS.committee: PAGE_ADDRESS.committee,
+    API_ADDRESS.threshold: PAGE_ADDRESS.threshold,
+    API_ADDRESS.sort: PAGE_ADDRESS.sort,
+}
+_STATUS_WORDS: Final = {store: word for word, store in PAGE_ADDRESS.statuses.items()}
+_SORT_WORDS: Final = {store: word for word, store in PAGE_ADDRESS.sorts.items()}
+_FORMER_VALUES: Final = {PAGE_ADDRESS.status: _STATUS_WORDS, PAGE_ADDRESS.sort: _SORT_WORDS}
 FOLLOW_UP_LABELS: Final = {
     "rapporteur-appointed": "Un rapporteur a été nommé",
     "examined-in-committee": "La pétition a été examinée en commission",
     "classified": "La pétition a été classée",
     "debated-in-public-session": "La pétition a été débattue en séance publique",
     "answer-published": "La réponse a été publiée",
+}
+# A petition's status in words, for its author (public_status: closed once its deadline passed).
+STATUS_WORDS: Final = {
+    DRAFT: "Brouillon, que vous seul voyez",
+    SUBMITTED: "En cours d'examen par les services du Parlement",
+    PUBLISHED: "Ouverte à la signature",
+    CLOSED: "Close : elle ne recueille plus de signatures",
+    REJECTED: "Déclarée irrecevable",
+    HIDDEN: "Retirée par la modération",
 }
 FIELD_LABELS: Final = {
     "title": "Titre",
@@ -75,6 +125,7 @@ NOTICES: Final = {
     "avant sa publication. Vous lirez ici leur décision.",
 }
 _INVALID_FORM: Final = "Le formulaire n'a pas pu être lu : rechargez la page et réessayez."
+_UNREADABLE: Final = "contient des caractères que le site n'a pas pu lire, à retaper"
 
 
 def setup_pages(app: web.Application) -> None:
@@ -113,7 +164,12 @@ def _is_open(petition: Petition) -> bool:
 
 def _globals(request: web.Request) -> dict[str, Any]:
     settings = request.app[SETTINGS]
-    return {"thresholds": settings.thresholds, "public_status": public_status}
+    return {
+        "thresholds": settings.thresholds,
+        "public_status": public_status,
+        # The search boxes hold no more than the list reads.
+        "max_query_length": MAX_QUERY_LENGTH,
+    }
 
 
 # --- public pages ------------------------------------------------------------------------------
@@ -129,23 +185,32 @@ async def home_page(request: web.Request) -> dict[str, Any]:
     return {**_globals(request), "most_signed": most_signed, "newest": newest, "total": total}
 
 
-def _without_empty_parameters(request: web.Request) -> None:
-    """A filter form sends its empty choices ("Toutes"), and keeps "Pertinence" once the search
-    box is emptied: the same page, without them."""
+def _canonical_address(request: web.Request) -> None:
+    """The list's address as its form writes it: the API's English names, which older links
+    carry, translated (a permanent redirect); without the form's empty choices ("Toutes"), nor
+    « Pertinence » once the search box is emptied (the same page)."""
     searching = bool(request.query.get("q", "").strip())
-    kept = [
-        (name, value)
-        for name, value in request.query.items()
-        if value != "" and not (name == "sort" and value == "relevance" and not searching)
-    ]
+    kept = []
+    renamed = False
+    for name, value in request.query.items():
+        if name in _FORMER_NAMES:
+            renamed = True
+            name = _FORMER_NAMES[name]
+            value = _FORMER_VALUES.get(name, {}).get(value, value)
+        if value == "" or (name == PAGE_ADDRESS.sort and value == "pertinence" and not searching):
+            continue
+        kept.append((name, value))
+    location = str(request.rel_url.with_query(kept))
+    if renamed:
+        raise web.HTTPMovedPermanently(location)
     if len(kept) != len(request.query):
-        raise web.HTTPFound(str(request.rel_url.with_query(kept)))
+        raise web.HTTPFound(location)
 
 
 @aiohttp_jinja2.template("petitions.html")
 async def petitions_page(request: web.Request) -> dict[str, Any]:
-    _without_empty_parameters(request)
-    query, page = petition_query(request)
+    _canonical_address(request)
+    query, page = petition_query(request, PAGE_ADDRESS)
     store = request.app[STORE]
     petitions, total = await store.public_petitions(query)
     pages = max(1, math.ceil(total / query.limit))
@@ -157,7 +222,6 @@ async def petitions_page(request: web.Request) -> dict[str, Any]:
     kept = [(name, value) for name, value in request.query.items() if name != "page"]
     page_href = str(URL("/petitions").with_query([*kept, ("page", "")]))
     settings = request.app[SETTINGS]
-    sorts = [(key, label) for key, label in SORT_LABELS.items() if key != "relevance" or query.text]
     return {
         **_globals(request),
         "query": query,
@@ -166,11 +230,23 @@ async def petitions_page(request: web.Request) -> dict[str, Any]:
         "page": page,
         "pages": pages,
         "page_href": page_href,
+        # What the form shows chosen: what the list was filtered and sorted by.
+        "chosen": {
+            PAGE_ADDRESS.status: _STATUS_WORDS.get(query.status or "", ""),
+            PAGE_ADDRESS.committee: query.committee or "",
+            PAGE_ADDRESS.threshold: str(query.threshold) if query.threshold else "",
+            PAGE_ADDRESS.sort: _SORT_WORDS[query.sort],
+        },
+        "statuses": list(STATUS_LABELS.items()),
         "committees": [(c.id, c.name) for c in store.committees],
         "thresholds_options": [
             (str(t), f"{t:,}".replace(",", "\u202f") + " signatures") for t in settings.thresholds
         ],
-        "sorts": sorts,
+        "sorts": [
+            (word, label)
+            for word, label in SORT_LABELS.items()
+            if PAGE_ADDRESS.sorts[word] != "relevance" or query.text
+        ],
     }
 
 
@@ -201,7 +277,40 @@ async def _public_petition(request: web.Request) -> Petition:
 
 
 async def petition_page(request: web.Request) -> web.Response:
-    return await _render_petition(request, await _public_petition(request))
+    petition = await _public_petition(request)
+    if _is_open(petition):  # intake and the count asked together, not one after the other
+        signed, count = await asyncio.gather(
+            _has_signed(request, petition), _live_count(request, petition)
+        )
+    else:
+        signed, count = None, None  # the count read below, if the petition shows one
+    return await _render_petition(
+        request, petition, signed=signed is True, signature_known=signed is not None, count=count
+    )
+
+
+async def _has_signed(request: web.Request, petition: Petition) -> bool | None:
+    """Whether the person of the signer cookie signed, as intake says (``signatures/me``, with
+    their token, which only intake can read); None when nobody says it in time: no cookie, no
+    intake, or intake slow, refusing the token or failing. The page then offers the sign
+    button, as before; intake never counts a second signature."""
+    token = request.cookies.get(COOKIES[SIGNER])
+    if not token or INTAKE not in request.app:
+        return None
+    try:
+        async with request.app[INTAKE].get(
+            f"api/petitions/{petition.id}/signatures/me",
+            headers={"Authorization": f"Bearer {token}", **request_id_headers()},
+            timeout=aiohttp.ClientTimeout(total=SIGNATURE_STATE_TIMEOUT),
+        ) as answer:
+            if answer.status != 200:
+                return None
+            body = await answer.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        log.info("a petition page served without the signer's state: %r", exc)
+        return None
+    signed = body.get("signed") if isinstance(body, dict) else None
+    return signed if isinstance(signed, bool) else None
 
 
 async def _render_petition(
@@ -209,18 +318,22 @@ async def _render_petition(
     petition: Petition,
     *,
     signed: bool = False,
+    signature_known: bool = False,
     failure: str | None = None,
     status: int = 200,
+    count: int | None = None,
 ) -> web.Response:
     settings = request.app[SETTINGS]
-    count = await _live_count(request, petition) if petition.status != HIDDEN else 0
+    if petition.status == HIDDEN:
+        count = 0
+    elif count is None:
+        count = await _live_count(request, petition)
     # Whether to offer the sign button or FranceConnect: the signer cookie's presence is
     # enough (intake checks the token itself when the signature is posted).
     signer_signed_in = bool(request.cookies.get(COOKIES[SIGNER]))
     context = {
         **_globals(request),
         "petition": petition,
-        "status": public_status(petition),
         "is_open": _is_open(petition),
         "count": count,
         "goal": _goal(settings.thresholds, count),
@@ -228,12 +341,16 @@ async def _render_petition(
         "step_labels": FOLLOW_UP_LABELS,
         "signer_signed_in": signer_signed_in,
         "signed": signed,
+        # Said by intake already: the page's script need not ask again.
+        "signature_known": signed or signature_known,
         "failure": failure,
         "share_url": f"{settings.public_origin}/petitions/{petition.id}",
     }
     response = aiohttp_jinja2.render_template("petition.html", request, context, status=status)
-    # The page differs with the signer's cookie: never shared between people by a cache.
-    response.headers["Cache-Control"] = "private, no-cache"
+    # The page differs with the signer's cookie: never shared between people by a cache. With
+    # the cookie it may say that this person signed, an opinion: kept by no cache at all, not
+    # the browser's either (Back, on a shared computer, would show it to the next person).
+    response.headers["Cache-Control"] = "no-store" if signer_signed_in else "private, no-cache"
     return response
 
 
@@ -252,6 +369,9 @@ async def personal_data_page(request: web.Request) -> dict[str, Any]:
 INTAKE = web.AppKey("intake", aiohttp.ClientSession)
 # Seconds intake may take to answer before the page says to try again.
 INTAKE_TIMEOUT: Final = 5.0
+# Seconds a petition page waits for intake to say whether its reader signed (a Redis read):
+# past them the page is served with the sign button rather than late.
+SIGNATURE_STATE_TIMEOUT: Final = 1.0
 
 
 def intake_client(intake_url: str) -> CleanupContext:
@@ -386,6 +506,8 @@ def _form_page(
     errors: Mapping[str, str],
     petition: Petition | None = None,
     status: int = 200,
+    not_submitted: bool = False,
+    count: int | None = None,
 ) -> web.Response:
     return _private(
         aiohttp_jinja2.render_template(
@@ -398,7 +520,11 @@ def _form_page(
                 "petition": petition,
                 "committees": _committee_options(request),
                 "step_labels": FOLLOW_UP_LABELS,
+                "status_words": STATUS_WORDS,
+                "is_open": petition is not None and _is_open(petition),
+                "count": count,
                 "notice": NOTICES.get(next(iter(request.query), "")),
+                "not_submitted": not_submitted,
             },
             status=status,
         )
@@ -448,8 +574,16 @@ def _validate(
 ) -> tuple[M | None, dict[str, str]]:
     try:
         draft = model.model_validate(fields)
+        errors: dict[str, str] = {}
     except ValidationError as exc:
-        return None, _errors(exc)
+        draft, errors = None, _errors(exc)
+    # Bytes that are not UTF-8 reach us as U+FFFD (aiohttp replaces them): refused, as the
+    # search box does, rather than stored as « �� ».
+    for name, value in fields.items():
+        if isinstance(value, str) and "\ufffd" in value:
+            errors[name] = f"{FIELD_LABELS[name]} : {_UNREADABLE}."
+    if draft is None or errors:
+        return None, {name: errors[name] for name in FIELD_LABELS if name in errors}
     committee = fields.get("suggested_committee")
     if committee is not None and committee not in request.app[STORE].committees:
         return None, {"suggested_committee": "Commission suggérée : commission inconnue."}
@@ -498,8 +632,12 @@ async def my_petition_page(request: web.Request) -> web.Response:
     if author_id is None:
         return _sign_in_page(request, expired=False)
     petition = await _my_petition(request, author_id)
-    response = _form_page(request, values=_values_of(petition), errors={}, petition=petition)
-    return response
+    # Signatures, once it could gather any: as its public page counts them (counter's total,
+    # the catalogue's copy when Redis does not answer).
+    count = await _live_count(request, petition) if petition.published_at is not None else None
+    return _form_page(
+        request, values=_values_of(petition), errors={}, petition=petition, count=count
+    )
 
 
 async def edit_petition(request: web.Request) -> web.Response:
@@ -508,8 +646,7 @@ async def edit_petition(request: web.Request) -> web.Response:
     if author_id is None:
         return _sign_in_page(request, expired=True)
     petition = await _my_petition(request, author_id)
-    fields = _draft_fields(form)
-    changes, errors = _validate(request, DraftChanges, fields)
+    changes, errors = _validate(request, DraftChanges, _draft_fields(form))
     if changes is None:
         return _form_page(request, values=form, errors=errors, petition=petition, status=422)
     try:
@@ -524,13 +661,25 @@ async def edit_petition(request: web.Request) -> web.Response:
 
 
 async def submit_petition(request: web.Request) -> web.Response:
-    await _form(request)
+    """The draft page's other button: what the fields hold, saved or not, is submitted, checked
+    as a save is; a form without the fields (a page served before they had the button) submits
+    the draft as saved."""
+    form = await _form(request)
     author_id = _author_id(request)
     if author_id is None:
         return _sign_in_page(request, expired=True)
     petition = await _my_petition(request, author_id)
+    changes: dict[str, Any] | None = None
+    if "title" in form or "body" in form:
+        draft, errors = _validate(request, DraftChanges, _draft_fields(form))
+        if draft is None:
+            return _form_page(
+                request, values=form, errors=errors, petition=petition, status=422,
+                not_submitted=True,
+            )  # fmt: skip
+        changes = draft.model_dump()
     try:
-        await lifecycle.submit(request.app[STORE].pool, author_id, petition.id)
+        await lifecycle.submit(request.app[STORE].pool, author_id, petition.id, changes)
     except lifecycle.TransitionRefused as refused:
         raise Problem(409, refused.detail, kind="invalid-transition") from None
     except lifecycle.PetitionNotFound:

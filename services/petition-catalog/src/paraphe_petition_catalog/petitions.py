@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from paraphe_common import follow_up
 from paraphe_common.tokens import ADMIN, COMMITTEE_SECRETARIAT, MODERATOR
 
 DRAFT: Final = "draft"
@@ -46,14 +47,9 @@ DECISION_ROLES: Final = {
     FOLLOW_UP: frozenset({COMMITTEE_SECRETARIAT, ADMIN}),
 }
 
-# The committee's follow-up after a threshold, in the order it usually happens.
-FOLLOW_UP_STEPS: Final = (
-    "rapporteur-appointed",
-    "examined-in-committee",
-    "classified",
-    "debated-in-public-session",
-    "answer-published",
-)
+# The committee's follow-up after a threshold, in the order it usually happens; which may be
+# recorded when: paraphe_common.follow_up, which moderation reads too.
+FOLLOW_UP_STEPS: Final = tuple(follow_up.STEPS)
 
 # Event kinds on petitions.events.<kind>, one per transition.
 SUBMITTED_EVENT: Final = "submitted"

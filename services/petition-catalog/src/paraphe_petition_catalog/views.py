@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -38,22 +39,56 @@ OPENAPI: Final = Path(__file__).parent / "openapi.json"
 OPENAPI_DOCUMENT: Final = web.AppKey("openapi_document", bytes)
 
 
-def petition_query(request: web.Request) -> tuple[PetitionQuery, int]:
+@dataclass(frozen=True)
+class ListAddress:
+    """How an address of the public list names its filters and their choices.
+
+    The JSON API speaks the store's English words; the list page speaks French to citizens
+    (pages.PAGE_ADDRESS). ``statuses`` and ``sorts`` map a choice as the address writes it to
+    the store's (PUBLIC_STATUS_FILTERS, SORTS). With ``labels``, a wrong choice is answered
+    with the choices as the form shows them (committees by their names), not as values.
+    """
+
+    status: str
+    committee: str
+    threshold: str
+    sort: str
+    statuses: Mapping[str, str]
+    sorts: Mapping[str, str]
+    labels: Mapping[str, str] | None = None
+
+
+API_ADDRESS: Final = ListAddress(
+    status="status",
+    committee="committee",
+    threshold="threshold",
+    sort="sort",
+    statuses={status: status for status in PUBLIC_STATUS_FILTERS},
+    sorts={sort: sort for sort in SORTS},
+)
+
+
+def petition_query(
+    request: web.Request, address: ListAddress = API_ADDRESS
+) -> tuple[PetitionQuery, int]:
     """The public list's query string, checked: a 400 problem names what is wrong."""
+    committees = request.app[STORE].committees
+    labels = address.labels
+    if labels is not None:
+        labels = {**labels, **{c.id: c.name for c in committees}}
     page = int_parameter(request, "page", 1, MAX_PAGE) or 1
     per_page = int_parameter(request, "per_page", 20, MAX_PER_PAGE) or 20
     text = text_parameter(request, "q", MAX_QUERY_LENGTH)
-    sort = choice_parameter(request, "sort", frozenset(SORTS))
+    sort = choice_parameter(request, address.sort, address.sorts, labels)
     if sort == "relevance" and text is None:
         sort = None  # nothing to be relevant to: the default order
-    committee = choice_parameter(
-        request, "committee", frozenset(c.id for c in request.app[STORE].committees)
-    )
     query = PetitionQuery(
         text=text,
-        status=choice_parameter(request, "status", frozenset(PUBLIC_STATUS_FILTERS)),
-        committee=committee,
-        threshold=int_parameter(request, "threshold", None, _LARGEST_THRESHOLD),
+        status=choice_parameter(request, address.status, address.statuses, labels),
+        committee=choice_parameter(
+            request, address.committee, {c.id: c.id for c in committees}, labels
+        ),
+        threshold=int_parameter(request, address.threshold, None, _LARGEST_THRESHOLD),
         sort=sort or ("relevance" if text is not None else "newest"),
         limit=per_page,
         offset=(page - 1) * per_page,

@@ -1,6 +1,7 @@
-// A petition page, enhanced: the counter moves live, the signer sees whether they signed, and
-// signing happens without leaving the page. Without JavaScript the page shows the count it was
-// served with and the sign form posts to the catalogue, which answers with a page.
+// A petition page, enhanced: the counter moves live, the signer sees whether they signed (when
+// the page could not say it: intake did not answer the catalogue in time), and signing happens
+// without leaving the page. Without JavaScript the page shows the count it was served with and
+// the sign form posts to the catalogue, which answers with a page.
 (() => {
   "use strict";
   const root = document.querySelector("[data-petition]");
@@ -53,10 +54,13 @@
     failure.hidden = false;
   }
 
-  fetch(`${api}/signatures/me`, { credentials: "same-origin", headers: { Accept: "application/json" } })
-    .then((answer) => (answer.ok ? answer.json() : null))
-    .then((body) => { if (body && body.signed) markSigned(); })
-    .catch(() => {});
+  // The page says it already when intake answered the catalogue in time.
+  if (root.dataset.signatureKnown !== "true") {
+    fetch(`${api}/signatures/me`, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then((answer) => (answer.ok ? answer.json() : null))
+      .then((body) => { if (body && body.signed) markSigned(); })
+      .catch(() => {});
+  }
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
