@@ -184,7 +184,9 @@ class Signer(FastHttpUser):
             if random.random() < CONFIG.double_click_share:  # noqa: S311 - not a secret
                 self.double_click()
             else:
-                journeys.sign(self.client, CAMPAIGN.petition, name="api: sign", first=True)
+                journeys.sign(
+                    self.client, CAMPAIGN.petition, name="api: sign", accepted=journeys.FIRST
+                )
             FRESHNESS.signature_accepted()
         except JourneyFailed as failed:
             error = failed
@@ -195,11 +197,12 @@ class Signer(FastHttpUser):
     def double_click(self) -> None:
         """Two POSTs at once: one is the signature, the other answers "already signed"."""
         first = gevent.spawn(
-            journeys.sign, self.client, CAMPAIGN.petition, name="api: sign", first=False
-        )
+            journeys.sign, self.client, CAMPAIGN.petition, name="api: sign",
+            accepted=journeys.RACING,
+        )  # fmt: skip
         second = gevent.spawn(
             journeys.sign, self.client, CAMPAIGN.petition, name="api: sign (double-click)",
-            first=False,
+            accepted=journeys.RACING,
         )  # fmt: skip
         gevent.joinall([first, second])
         statuses = [first.value, second.value]
@@ -214,7 +217,13 @@ class Signer(FastHttpUser):
         error: Exception | None = None
         try:
             self.sign_in(person)
-            journeys.sign(self.client, CAMPAIGN.petition, name="api: sign (came back)", first=False)
+            # Long after the first signature: anything but "already signed" is a fault.
+            journeys.sign(
+                self.client,
+                CAMPAIGN.petition,
+                name="api: sign (came back)",
+                accepted=journeys.REPEAT,
+            )
         except JourneyFailed as failed:
             error = failed
         _report(self.environment, JOURNEY, RETURNING_SIGNER, started, error)

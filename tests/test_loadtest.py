@@ -95,6 +95,7 @@ def test_a_short_campaign_signs_everyone_once_and_counts_them_exactly(
         "GET franceconnect: authorize",
         "GET auth: callback",
         "POST api: sign",
+        "POST api: sign (came back)",  # each answered 200, "already signed", or failed
         "GET api: count (poll)",
         "GET api: count (stream)",
         "SSE count event received",

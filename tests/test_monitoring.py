@@ -1,8 +1,10 @@
 """The operators' view, checked by Prometheus's own tools and a real Prometheus server.
 
-- the rules pass ``promtool check rules`` and their unit tests (``promtool test rules``);
+- the rules pass ``promtool check rules`` and their unit tests (``promtool test rules``); every
+  alert, and every dependency a readiness probe may report down, has its runbook;
 - every service's /metrics passes ``promtool check metrics``, with labels that cannot carry a
-  petition or a person;
+  petition or a person, read once traffic has filled every labelled metric (404s on paths
+  naming random ids included);
 - the Grafana dashboard is one Grafana 10 imports, and every expression in it and in the
   rules names a metric a service exposes or a rule records;
 - Prometheus, configured as deploy/monitoring/prometheus.yml says, scrapes the whole stack
@@ -12,12 +14,15 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import math
 import re
 import time
 import urllib.request
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +32,9 @@ import yaml  # type: ignore[import-untyped]
 from prometheus_client.parser import text_string_to_metric_families
 
 from paraphe_common.tokens import SIGNER
+from paraphe_devstack.browser import Browser
 from paraphe_devstack.keys import DevSecrets
+from paraphe_devstack.petitions import StackTokens, published_by_the_catalogue
 from paraphe_devstack.prometheus import PrometheusServer, RedisExporter, promtool
 from paraphe_devstack.servers import LOCALHOST, free_port
 from paraphe_devstack.stack import SERVICES, Stack, StackPorts
@@ -138,14 +145,120 @@ def scrape(port: int) -> str:
         return str(answer.read().decode())
 
 
+@dataclass(frozen=True)
+class Traffic:
+    """What the fixture's requests named: a petition, unknown ids, signers."""
+
+    petition: str
+    identifiers: frozenset[str]
+
+
+# Signers who sign once each, beside the citizen who signs in through the sandbox and one who
+# tries again and again, past intake's limit per signer (PARAPHE_SIGNER_ATTEMPTS_PER_MINUTE, 60).
+SIGNERS = 5
+ATTEMPTS_OF_ONE_SIGNER = 70
+
+
+# Labelled families a stack nobody used leaves empty, and a sample the traffic must put there.
+FILLED_BY_TRAFFIC = [
+    ("auth-gateway", "auth_gateway_sign_ins", {"flow": "sign", "outcome": "success"}),
+    ("signature-intake", "signature_intake_refusals", {"reason": "rate-limited"}),
+    ("petition-catalog", "petition_catalog_events_published", {"kind": "published"}),
+    ("moderation", "moderation_events", {"kind": "published"}),
+]
+
+
+async def drive_traffic(stack: Stack) -> Traffic:
+    """What the services see in a day, in small: a sign-in, signatures (one signer refused for
+    trying too often), a count read, a petition published, and paths naming unknown ids."""
+    tokens = StackTokens(stack)
+    run = uuid.uuid4().hex  # this run's people, never seen by the stack before
+    url = {name: f"http://{LOCALHOST}:{port}" for name, port in stack.ports.services.items()}
+    unknown = {name: str(uuid.uuid4()) for name in url}
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as session:
+        petition = await published_by_the_catalogue(
+            stack,
+            "Une pétition pour les métriques",
+            "Elle est publiée, signée et comptée pendant que les métriques sont lues.",
+        )
+
+        # A citizen signs in with FranceConnect (the sandbox) and signs from the site, once
+        # intake has read the petition's new state.
+        browser = Browser(session, stack.public_url)
+        hint = f"generated:monitoring-{run}"
+        answer, _ = await browser.sign_in(f"flow=sign&petition={petition}&login_hint={hint}")
+        assert answer.status == 302, await answer.text()
+
+        async def signed_from_the_site() -> bool:
+            signing = f"{stack.public_url}/api/petitions/{petition}/signatures"
+            return (await browser.post(signing)).status == 202
+
+        assert await eventually(signed_from_the_site, within=15.0), (
+            "the stack did not get there in time"
+        )
+
+        async def sign(token: str, target: str = petition) -> int:
+            headers = {"Authorization": f"Bearer {token}"}
+            signing = f"{url['signature-intake']}/api/petitions/{target}/signatures"
+            async with session.post(signing, headers=headers) as signed:
+                return signed.status
+
+        signers = [tokens.signer(f"monitoring-{run}-{n}") for n in range(SIGNERS)]
+        assert [await sign(token) for token in signers] == [202] * SIGNERS
+        assert await sign(signers[0]) == 200  # already signed
+        eager = tokens.signer(f"monitoring-{run}-eager")
+        attempts = [await sign(eager) for _ in range(ATTEMPTS_OF_ONE_SIGNER)]
+        assert (attempts[0], attempts[-1]) == (202, 429), attempts
+
+        async def counted() -> bool:
+            async with session.get(f"{url['counter']}/api/petitions/{petition}/count") as count:
+                return count.status == 200 and (await count.json())["signatures"] == SIGNERS + 2
+
+        assert await eventually(counted, within=15.0), "the stack did not get there in time"
+
+        # Paths naming ids no service knows: unmatched, and matched by a route's template.
+        staff = {"Authorization": f"Bearer {tokens.staff('marie', 'moderator')}"}
+        signer = {"Authorization": f"Bearer {signers[0]}"}
+        missing: list[tuple[str, str, dict[str, str]]] = [
+            ("GET", f"{url[name]}/nothing-here/{unknown[name]}", {}) for name in url
+        ]
+        missing += [
+            ("GET", f"{url['petition-catalog']}/api/petitions/{unknown['petition-catalog']}", {}),
+            ("GET", f"{url['petition-catalog']}/petitions/{unknown['petition-catalog']}", {}),
+            ("GET", f"{url['counter']}/api/petitions/{unknown['counter']}/count", {}),
+            (
+                "POST",
+                f"{url['signature-intake']}/api/petitions/{unknown['signature-intake']}/signatures",
+                signer,
+            ),
+            ("GET", f"{url['moderation']}/api/moderation/items/{unknown['moderation']}", staff),
+        ]
+        for method, target, headers in missing:
+            async with session.request(method, target, headers=headers) as answer:
+                assert answer.status == 404, (method, target, answer.status)
+
+        for name in url:  # each readiness probe: dependency_up
+            async with session.get(f"{url[name]}/readyz") as ready:
+                assert ready.status == 200, (name, await ready.text())
+
+        # Moderation has read the publication from JetStream.
+        async def event_read() -> bool:
+            async with session.get(f"{url['moderation']}/metrics") as metrics:
+                return 'moderation_events_total{kind="published"' in await metrics.text()
+
+        assert await eventually(event_read, within=15.0), "the stack did not get there in time"
+    return Traffic(petition, frozenset({petition, run, *unknown.values()}))
+
+
 @pytest.fixture(scope="module")
-def service_metrics(stack: Stack) -> dict[str, str]:
-    """Each service's /metrics, once it has answered a few requests."""
-    for spec in SERVICES:
-        with urllib.request.urlopen(
-            f"http://{LOCALHOST}:{stack.ports.services[spec.name]}/readyz", timeout=10
-        ):
-            pass
+def traffic(stack: Stack) -> Traffic:
+    return asyncio.run(drive_traffic(stack))
+
+
+@pytest.fixture(scope="module")
+def service_metrics(stack: Stack, traffic: Traffic) -> dict[str, str]:
+    """Each service's /metrics, once the traffic has reached every one of them."""
     return {spec.name: scrape(stack.ports.services[spec.name]) for spec in SERVICES}
 
 
@@ -205,6 +318,36 @@ def test_every_alert_is_seen_firing_by_a_unit_test_and_explained_in_the_runbook(
         assert name in headings, f"docs/operations.md has no section for {name}"
 
 
+def runbook(alert: str) -> str:
+    """The section of docs/operations.md under the alert's heading."""
+    section = OPERATIONS.read_text().split(f"\n### {alert}\n", 1)[1]
+    return section.split("\n### ", 1)[0]
+
+
+def readiness_dependencies() -> set[str]:
+    """Every name a service or the shared library gives a check of its readiness probe: the
+    values of ``dependency_up``'s ``dependency`` label, hence of DependencyDown's."""
+    sources = [*ROOT.glob("libs/*/src/**/*.py"), *ROOT.glob("services/*/src/**/*.py")]
+    names: set[str] = set()
+    for path in sources:
+        text = path.read_text()
+        registered = re.findall(r"\[READINESS\]\.add\(\s*\"([^\"]+)\"", text)
+        # A name this test cannot read (a variable) must not slip past it.
+        assert len(registered) == text.count("[READINESS].add("), path
+        names.update(registered)
+    return names
+
+
+def test_every_dependency_a_readiness_probe_reports_is_explained_in_the_runbook() -> None:
+    dependencies = readiness_dependencies()
+    assert dependencies >= {"postgresql", "redis", "nats", "consumer"}
+    explained = runbook("DependencyDown")
+    for dependency in dependencies:
+        assert f"`{dependency}`" in explained, (
+            f"the DependencyDown runbook does not say what {dependency!r} down means"
+        )
+
+
 def test_the_example_prometheus_configuration_scrapes_every_service_of_make_run() -> None:
     checked = promtool("check", "config", str(PROMETHEUS_CONFIG))
     assert checked.returncode == 0, checked.stdout + checked.stderr
@@ -235,15 +378,35 @@ def test_every_service_metrics_pass_promtool_check_metrics(
 
 
 @pytest.mark.stack
-def test_no_label_can_carry_a_petition_or_a_person(service_metrics: dict[str, str]) -> None:
+def test_no_label_can_carry_a_petition_or_a_person(
+    service_metrics: dict[str, str], traffic: Traffic
+) -> None:
+    needs = {spec.name: spec.needs for spec in SERVICES}
     for service, exposition in service_metrics.items():
-        for family in text_string_to_metric_families(exposition):
+        families = {family.name: family for family in text_string_to_metric_families(exposition)}
+        # The traffic reached every service, its 404s, and every labelled family (a service
+        # that needs nothing has no dependency to report): no label goes unchecked.
+        answered = families["http_server_requests"].samples
+        assert any(s.labels.get("status") == "404" for s in answered), f"{service}: no 404"
+        for family in families.values():
+            if family.name == "dependency_up" and not needs[service]:
+                continue
+            assert family.samples, f"{service}: no traffic reached {family.name}"
             for sample in family.samples:
                 unbounded = set(sample.labels) - BOUNDED_LABELS
                 assert not unbounded, f"{service}: {sample.name} has labels {unbounded}"
                 for value in sample.labels.values():
+                    named = [i for i in traffic.identifiers if i.lower() in value.lower()]
+                    assert not named, f"{service}: {sample.name} {sample.labels} names {named}"
                     assert not _UUID.search(value), f"{service}: {sample.name} {value}"
                     assert not _LONG_HEX.search(value), f"{service}: {sample.name} {value}"
+    for service, name, labels in FILLED_BY_TRAFFIC:
+        samples = next(
+            f.samples
+            for f in text_string_to_metric_families(service_metrics[service])
+            if f.name == name
+        )
+        assert any(labels.items() <= s.labels.items() for s in samples), (service, name, labels)
 
 
 # The dashboard
@@ -302,6 +465,7 @@ def test_the_dashboard_shows_what_an_operator_watches_in_a_surge() -> None:
         "counter_consumer_pending_messages",  # the backlog
         "paraphe:count_freshness_seconds:p99_rate5m",  # the count's freshness
         "moderation_queue_oldest_age_seconds",
+        "petition_catalog_events_oldest_unpublished_age_seconds",  # petition states held back
         "flow_outcome:auth_gateway_sign_ins:rate5m",
         "dependency_up",
         "redis_memory_used_bytes",  # Redis filling: full, it refuses sign-ins
@@ -383,11 +547,14 @@ def prometheus(stack: Stack, tmp_path: Path) -> Iterator[PrometheusServer]:
         server.stop()
 
 
-async def eventually(probe: Any, within: float = 30.0) -> Any:
-    """Poll a synchronous probe until it answers something truthy."""
+async def eventually(probe: Callable[[], Any], within: float = 30.0) -> Any:
+    """Poll a probe, plain or a coroutine function, until it answers something truthy; its last
+    answer once `within` seconds have passed."""
     deadline = time.monotonic() + within
     while True:
         answer = probe()
+        if inspect.isawaitable(answer):
+            answer = await answer
         if answer or time.monotonic() > deadline:
             return answer
         await asyncio.sleep(0.25)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlencode, urlsplit
 
 from locust.contrib.fasthttp import FastHttpSession
@@ -172,15 +172,22 @@ def return_from_provider(client: FastHttpSession, callback_url: str, cookie: str
         return location
 
 
-def sign(client: FastHttpSession, petition: str, *, name: str, first: bool) -> int:
-    """POST the signature: 202 for a first signature; a repeat may answer 200 or 202."""
+# What a signature may answer: 202 for a person's first; 200 ("already signed") for a person
+# who comes back; either for the two clicks of a double-click, which race (the second may find
+# the first not yet acknowledged, and is then published again, deduplicated, and answered 202).
+FIRST: Final = frozenset({202})
+REPEAT: Final = frozenset({200})
+RACING: Final = frozenset({200, 202})
+
+
+def sign(client: FastHttpSession, petition: str, *, name: str, accepted: frozenset[int]) -> int:
+    """POST the signature; any answer outside ``accepted`` fails the request and the journey."""
     with client.post(
         f"/api/petitions/{petition}/signatures",
         name=name,
         headers=_origin(client),
         catch_response=True,
     ) as response:
-        accepted = {202} if first else {200, 202}
         if response.status_code not in accepted:
             expected = " or ".join(str(code) for code in sorted(accepted))
             response.failure(f"{response.status_code} instead of {expected}")
