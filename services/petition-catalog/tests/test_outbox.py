@@ -158,3 +158,67 @@ async def test_events_a_crash_left_behind_are_published_at_start(
     assert await events_in_stream(nats_client, "rejected") == 1
     state = await catalog.app[BUCKET].get(str(petition_id))
     assert PetitionState.decode(state.value or b"").status == "rejected"
+
+
+async def test_the_oldest_event_ages_while_the_outbox_pass_hangs_and_goes_out_after(
+    make_catalog: MakeCatalog,
+    add_petition: AddPetition,
+    nats_client: NatsClient,
+    db: asyncpg.Pool,
+    migrated_database: str,
+) -> None:
+    petition_id = await add_petition("submitted")
+    # A transition committed by a process that died before publishing it.
+    await lifecycle.decide(
+        db,
+        petition_id,
+        lifecycle.Decision(
+            uuid.uuid4(),
+            "reject",
+            "marie",
+            reason_code="doublon",
+            reason="Une pétition identique est déjà ouverte.",
+        ),
+        signing_period_months=6,
+        thresholds=(100_000, 500_000),
+    )
+    # A session that keeps the petition's row locked and never ends (a stuck transaction, an
+    # operator's psql left open): the pass waits on the lock, as it would on a PostgreSQL that
+    # stopped answering, and nothing it does after that point runs.
+    blocker = await asyncpg.connect(migrated_database)
+    try:
+        stuck = blocker.transaction()
+        await stuck.start()
+        await blocker.execute(
+            "SELECT 1 FROM catalog.petitions WHERE id = $1 FOR UPDATE", petition_id
+        )
+        catalog = await make_catalog(outbox_publish_timeout=1)
+        # What operators are paged on goes on growing while the pass hangs...
+        await eventually(lambda: _oldest_reported_over(catalog, 0))
+        first = await _oldest_reported(catalog)
+        await eventually(lambda: _oldest_reported_over(catalog, first + 2))
+        assert await _backlog_reported(catalog, 1)
+        # ...and the pass, given up after its timeout, is counted and tried again.
+        await eventually(lambda: _timeouts_reported_over(catalog, 1))
+        assert await unpublished(db) == 1
+        await stuck.rollback()
+    finally:
+        await blocker.close()
+    await eventually(lambda: _none_left(db))
+    assert await events_in_stream(nats_client, "rejected") == 1
+    state = await catalog.app[BUCKET].get(str(petition_id))
+    assert PetitionState.decode(state.value or b"").status == "rejected"
+    await eventually(lambda: _backlog_reported(catalog, 0))
+    await eventually(lambda: _oldest_reported_is(catalog, 0))
+
+
+async def _oldest_reported_is(catalog: Client, seconds: float) -> bool:
+    return await _oldest_reported(catalog) == seconds
+
+
+async def _timeouts_reported_over(catalog: Client, passes: int) -> bool:
+    metrics = await (await catalog.get("/metrics")).text()
+    for family in text_string_to_metric_families(metrics):
+        if family.name == "petition_catalog_outbox_timeouts":
+            return sum(s.value for s in family.samples if s.name.endswith("_total")) > passes
+    return False

@@ -10,11 +10,20 @@ the event id beyond it.
 
 While a row is being published its petition's row is share-locked, so no transition can commit
 between reading the state and writing it to the bucket: the bucket never goes back in time.
+
+Neither publishing nor watching the outbox can hang for good. A publishing that takes longer
+than its timeout (a lock that is never released, a PostgreSQL that stops answering) is given up
+and rolled back, logged and counted, and the next pass tries again. The backlog is read apart
+from the publishing, each reading with a timeout of its own, and the age of its oldest event is
+worked out when it is scraped, from the last reading: it goes on growing while nothing is
+published, even if no reading succeeds meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Final
 
 import asyncpg
@@ -30,6 +39,8 @@ log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT: Final = 2.0
 BATCH: Final = 100
+# Seconds a reading of the backlog may take before it is given up for the next one.
+READ_TIMEOUT: Final = 10.0
 _NATS_ERRORS: Final = (nats.errors.Error, OSError, TimeoutError)
 
 
@@ -43,16 +54,41 @@ class OutboxMetrics:
         )
         self.unpublished = Gauge(
             "petition_catalog_events_unpublished",
-            "Lifecycle events written and not yet acknowledged, at the last outbox pass.",
+            "Lifecycle events written and not yet acknowledged, at the last reading of the outbox.",
             registry=registry,
         )
         self.oldest_unpublished_age = Gauge(
             "petition_catalog_events_oldest_unpublished_age_seconds",
-            "Time since the oldest event not yet acknowledged was written, at the last outbox"
-            " pass, 0 when none waits: how long intake and counter may have had a petition's"
-            " state wrong.",
+            "Time since the oldest event not yet acknowledged at the last reading of the outbox"
+            " was written, growing until a reading finds it published, 0 when none waits: how"
+            " long intake and counter may have had a petition's state wrong.",
             registry=registry,
         )
+        self.oldest_unpublished_age.set_function(self._oldest_age)
+        self.timeouts = Counter(
+            "petition_catalog_outbox_timeouts_total",
+            "Outbox work given up after its timeout, by step: publish (a batch, rolled back and"
+            " left to the next pass), read (a reading of the backlog).",
+            ["step"],
+            registry=registry,
+        )
+        for step in ("publish", "read"):
+            self.timeouts.labels(step)
+        # The oldest waiting event's age at the last reading, and when (monotonic) it was read.
+        self._oldest_age_read: float | None = None
+        self._read_at = 0.0
+
+    def backlog_read(self, events: int, oldest_age: float | None) -> None:
+        """What a reading found: how many events wait, and the oldest one's age (None: none)."""
+        self.unpublished.set(events)
+        self._oldest_age_read = oldest_age
+        self._read_at = time.monotonic()
+
+    def _oldest_age(self) -> float:
+        if self._oldest_age_read is None:
+            return 0.0
+        # Measured on PostgreSQL's clock, aged on ours: a clock step changes nothing.
+        return self._oldest_age_read + (time.monotonic() - self._read_at)
 
 
 class EventPublisher:
@@ -62,17 +98,33 @@ class EventPublisher:
         jetstream: JetStreamContext,
         bucket: KeyValue,
         metrics: OutboxMetrics,
+        timeout: float,
     ) -> None:
         self._pool = pool
         self._jetstream = jetstream
         self._bucket = bucket
         self._metrics = metrics
+        self._timeout = timeout
 
     async def publish(self) -> int:
         """Publish the oldest unpublished events, a batch at most; how many were published.
 
-        An event JetStream does not take now stays in the outbox for the next pass.
+        An event JetStream does not take now stays in the outbox for the next pass. A batch not
+        done within the timeout is rolled back (its events, marked published or not, are sent
+        again by the next pass: JetStream's dedupe and the event id make them count once) and
+        raises TimeoutError.
         """
+        deadline = asyncio.timeout(self._timeout)
+        try:
+            async with deadline:
+                return await self._publish_batch()
+        except TimeoutError:
+            if deadline.expired():
+                self._metrics.timeouts.labels("publish").inc()
+                log.warning("publishing the outbox took more than %.0f s: given up", self._timeout)
+            raise
+
+    async def _publish_batch(self) -> int:
         published = 0
         async with self._pool.acquire() as connection, connection.transaction():
             rows = await connection.fetch(
@@ -119,14 +171,26 @@ class EventPublisher:
             published = await self.publish()
             total += published
             if published < BATCH:
-                break
-        (waiting,) = await self._pool.fetch(  # an aggregate: always one row
-            """
-            SELECT count(*) AS events,
-                coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest
-            FROM catalog.events WHERE published_at IS NULL
-            """
-        )
-        self._metrics.unpublished.set(waiting["events"])
-        self._metrics.oldest_unpublished_age.set(waiting["oldest"])
-        return total
+                return total
+
+    async def read_backlog(self) -> None:
+        """Read how many events wait and how old the oldest is, for the gauges.
+
+        Apart from the publishing: a publishing that hangs does not stop the readings.
+        """
+        deadline = asyncio.timeout(READ_TIMEOUT)
+        try:
+            async with deadline:
+                (waiting,) = await self._pool.fetch(  # an aggregate: always one row
+                    """
+                    SELECT count(*) AS events,
+                        extract(epoch FROM now() - min(created_at))::float8 AS oldest
+                    FROM catalog.events WHERE published_at IS NULL
+                    """
+                )
+        except TimeoutError:
+            if deadline.expired():
+                self._metrics.timeouts.labels("read").inc()
+                log.warning("reading the outbox took more than %.0f s: given up", READ_TIMEOUT)
+            raise
+        self._metrics.backlog_read(waiting["events"], waiting["oldest"])

@@ -1,6 +1,8 @@
 """The catalogue's background work, one task each, started after the resources it needs.
 
 - the outbox pass: events a crash or an outage left unpublished, at start and periodically;
+- the outbox reading: the backlog and its oldest event's age, apart from the pass so that a
+  pass that hangs does not freeze them;
 - the deadline pass: petitions whose deadline passed are closed, their events published;
 - the count pass: counter's totals copied for the "most signed" sort;
 - the threshold follower: counter's threshold events become flags on the petitions.
@@ -94,7 +96,13 @@ def background_jobs(settings: PetitionCatalogSettings) -> CleanupContext:
             await ensure_petition_events_stream(app[JETSTREAM], settings.nats_stream_replicas)
         except (nats.errors.Error, OSError, TimeoutError) as exc:
             raise DependencyUnavailable("NATS stream PETITION_EVENTS", "JetStream", exc) from exc
-        publisher = EventPublisher(pool, app[JETSTREAM], app[BUCKET], OutboxMetrics(app[METRICS]))
+        publisher = EventPublisher(
+            pool,
+            app[JETSTREAM],
+            app[BUCKET],
+            OutboxMetrics(app[METRICS]),
+            settings.outbox_publish_timeout,
+        )
         app[PUBLISHER] = publisher
         follower = ThresholdFollower(pool, app[JETSTREAM], settings.nats_stream_replicas)
         redis_client = app[REDIS]
@@ -108,6 +116,15 @@ def background_jobs(settings: PetitionCatalogSettings) -> CleanupContext:
                     stopping,
                 ),
                 name="outbox",
+            ),
+            asyncio.create_task(
+                _every(
+                    settings.outbox_interval,
+                    "the outbox reading",
+                    publisher.read_backlog,
+                    stopping,
+                ),
+                name="outbox-reading",
             ),
             asyncio.create_task(
                 _every(

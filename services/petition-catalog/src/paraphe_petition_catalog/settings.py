@@ -39,6 +39,10 @@ class PetitionCatalogSettings(
     deadline_check_interval: float = Field(default=30.0, gt=0)
     # Seconds between two passes over events left unpublished (JetStream away, a crash).
     outbox_interval: float = Field(default=5.0, gt=0)
+    # Seconds one batch of the outbox may take to publish (its rows locked meanwhile) before it
+    # is given up and rolled back for the next pass: a lock never released, a PostgreSQL that
+    # stops answering cannot hold the pass for good.
+    outbox_publish_timeout: float = Field(default=30.0, gt=0)
     # Seconds between two readings of counter's totals into the "most signed" sort.
     signature_count_interval: float = Field(default=30.0, gt=0)
 
