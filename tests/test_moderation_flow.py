@@ -77,6 +77,13 @@ async def claimed_review(moderator: Browser, petition_id: str) -> dict[str, Any]
     return found
 
 
+async def staff_page(agent: Browser, path: str) -> str:
+    """A staff page's HTML, as the agent's browser receives it through the proxy."""
+    async with agent.session.get(f"{agent.gateway}{path}", headers={"Accept": "text/html"}) as page:
+        assert page.status == 200, path
+        return await page.text()
+
+
 async def test_deposited_reviewed_published_signed_and_rejected_with_a_reason(
     browsers: Callable[[], Browser],
 ) -> None:
@@ -174,11 +181,7 @@ async def test_deposited_reviewed_published_signed_and_rejected_with_a_reason(
     status, _ = await call(citizen, "POST", f"/api/petitions/{rejected_id}/signatures")
     assert status in (404, 409)
     # The staff pages answer through the proxy; the internal API does not.
-    async with moderator.session.get(
-        f"{moderator.gateway}/moderation/", headers={"Accept": "text/html"}
-    ) as page:
-        assert page.status == 200
-        assert "File de modération" in await page.text()
+    assert "File de modération" in await staff_page(moderator, "/moderation/")
     async with moderator.session.get(
         f"{moderator.gateway}/internal/petitions/{published_id}"
     ) as internal:
@@ -247,6 +250,12 @@ async def test_after_a_threshold_the_secretariat_records_the_follow_up_the_publi
         "Revaloriser les retraites agricoles",
         "Les pensions de retraite des anciens exploitants restent sous le seuil de pauvreté.",
     )
+    text = "sous le seuil de pauvreté"
+    # Before publication the text is the moderators' alone: the catalogue refuses it to the
+    # secretariat, whose page says why.
+    page = await staff_page(secretariat, f"/moderation/petitions/{petition_id}")
+    assert text not in page
+    assert "une fois publiée" in page
     item = await claimed_review(moderator, petition_id)
     status, _ = await call(
         moderator,
@@ -255,6 +264,7 @@ async def test_after_a_threshold_the_secretariat_records_the_follow_up_the_publi
         {"decision": "publish", "committee": "affaires-sociales"},
     )
     assert status == 200
+    assert text in await staff_page(secretariat, f"/moderation/petitions/{petition_id}")
     # Before any threshold, the committee's follow-up has not begun.
     status, refused = await call(
         secretariat,

@@ -209,12 +209,12 @@ async def test_only_the_right_roles_decide(
     ] == 200
 
 
-async def test_staff_read_any_petition_but_citizens_and_authors_cannot(
+async def test_staff_read_a_submission_by_role_and_citizens_and_authors_cannot(
     moderated: Client, tokens: Tokens, add_petition: AddPetition
 ) -> None:
     petition_id = await add_petition("submitted")
     url = f"/internal/petitions/{petition_id}"
-    for role in ("moderator", "committee-secretariat", "admin"):
+    for role in ("moderator", "admin"):
         response = await moderated.get(url, headers=tokens.staff(role))
         assert response.status == 200
         body = await response.json()
@@ -228,6 +228,42 @@ async def test_staff_read_any_petition_but_citizens_and_authors_cannot(
         f"/internal/petitions/{uuid.uuid4()}", headers=tokens.staff("admin")
     )
     assert unknown.status == 404
+
+
+@pytest.mark.parametrize(
+    ("status", "answers"),
+    [
+        # A draft is its author's alone: no staff role learns it exists.
+        ("draft", {"moderator": 404, "committee-secretariat": 404, "admin": 404}),
+        # A text never made public is read by those who judge admissibility, not by a
+        # committee's secretariat, whose work begins once a petition is published.
+        ("submitted", {"moderator": 200, "committee-secretariat": 403, "admin": 200}),
+        ("rejected", {"moderator": 200, "committee-secretariat": 403, "admin": 200}),
+        ("published", {"moderator": 200, "committee-secretariat": 200, "admin": 200}),
+        ("closed", {"moderator": 200, "committee-secretariat": 200, "admin": 200}),
+        ("hidden", {"moderator": 200, "committee-secretariat": 200, "admin": 200}),
+    ],
+)
+async def test_which_staff_read_a_petition_depends_on_whether_it_was_ever_public(
+    moderated: Client,
+    tokens: Tokens,
+    add_petition: AddPetition,
+    status: str,
+    answers: dict[str, int],
+) -> None:
+    petition_id = await add_petition(status)
+    for role, expected in answers.items():
+        response = await moderated.get(
+            f"/internal/petitions/{petition_id}", headers=tokens.staff(role)
+        )
+        assert response.status == expected, role
+        body = await response.json()
+        if expected == 200:
+            assert body["status"] == status
+        else:
+            assert response.content_type == "application/problem+json"
+            assert body["status"] == expected
+            assert not {"body", "author", "committee"} & body.keys()  # nothing of the petition
 
 
 @pytest.mark.parametrize(

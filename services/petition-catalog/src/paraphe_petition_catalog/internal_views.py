@@ -3,6 +3,8 @@
 The catalogue checks the token and the role itself: moderation forwards the staff member's
 token and never acts under a power of its own. Publishing, rejecting and taking down need the
 moderator (or admin) role; recording a follow-up step, the committee secretariat (or admin).
+Reading a petition whole: a submission under review or rejected, the moderator (or admin); a
+published one, every staff role; a draft, none (``petitions.READ_ROLES``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from paraphe_petition_catalog.inputs import (
     read_json,
 )
 from paraphe_petition_catalog.jobs import publish_after_commit
-from paraphe_petition_catalog.petitions import DECISION_ROLES, PUBLISH
+from paraphe_petition_catalog.petitions import DECISION_ROLES, PUBLISH, READ_ROLES
 from paraphe_petition_catalog.settings import SETTINGS
 from paraphe_petition_catalog.store import STORE
 
@@ -38,16 +40,22 @@ def _staff(request: web.Request) -> Claims:
     return claims
 
 
-async def _staff_view(request: web.Request, pid: uuid.UUID) -> web.Response:
+async def _staff_view(request: web.Request, pid: uuid.UUID, claims: Claims) -> web.Response:
     petition = await request.app[STORE].petition(pid)
-    if petition is None:
-        raise petition_not_found()
+    if petition is None or not READ_ROLES[petition.status]:
+        raise petition_not_found()  # a draft is its author's alone
+    if not claims.roles & READ_ROLES[petition.status]:
+        raise Problem(
+            403,
+            "Votre compte ne peut lire une pétition qu'une fois publiée : avant, seuls les "
+            "modérateurs la lisent.",
+            kind="missing-role",
+        )
     return web.json_response(petition.staff_json())
 
 
 async def get_petition(request: web.Request) -> web.Response:
-    _staff(request)
-    return await _staff_view(request, petition_id(request))
+    return await _staff_view(request, petition_id(request), _staff(request))
 
 
 async def record_decision(request: web.Request) -> web.Response:
@@ -92,4 +100,4 @@ async def record_decision(request: web.Request) -> web.Response:
             409, refused.detail, kind="invalid-transition", petition_status=refused.status
         ) from None
     await publish_after_commit(request.app)
-    return await _staff_view(request, pid)
+    return await _staff_view(request, pid, claims)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Final
 
 from paraphe_common import follow_up
-from paraphe_common.tokens import ADMIN, COMMITTEE_SECRETARIAT, MODERATOR
+from paraphe_common.tokens import ADMIN, COMMITTEE_SECRETARIAT, MODERATOR, STAFF_ROLES
 
 DRAFT: Final = "draft"
 SUBMITTED: Final = "submitted"
@@ -24,6 +24,20 @@ HIDDEN: Final = "hidden"
 # review and rejected petitions belong to their author and to staff; of a hidden petition the
 # public learns only that it was taken down, and why.
 PUBLIC_STATES: Final = frozenset({PUBLISHED, CLOSED})
+
+# Which staff may read a petition whole (the internal API), by status: a draft is its author's
+# alone; a submission under review, or rejected, is read by those who judge admissibility (its
+# text was never public); once published (open, closed, or taken down), by every staff role,
+# a committee secretariat following it up included.
+REVIEWERS: Final = frozenset({MODERATOR, ADMIN})
+READ_ROLES: Final[dict[str, frozenset[str]]] = {
+    DRAFT: frozenset(),
+    SUBMITTED: REVIEWERS,
+    REJECTED: REVIEWERS,
+    PUBLISHED: STAFF_ROLES,
+    CLOSED: STAFF_ROLES,
+    HIDDEN: STAFF_ROLES,
+}
 
 # Moderation's decisions, by the name the internal API takes.
 PUBLISH: Final = "publish"
@@ -41,9 +55,9 @@ DECISION_TRANSITIONS: Final[dict[str, tuple[frozenset[str], str | None]]] = {
 
 # Who may take each decision.
 DECISION_ROLES: Final = {
-    PUBLISH: frozenset({MODERATOR, ADMIN}),
-    REJECT: frozenset({MODERATOR, ADMIN}),
-    TAKE_DOWN: frozenset({MODERATOR, ADMIN}),
+    PUBLISH: REVIEWERS,
+    REJECT: REVIEWERS,
+    TAKE_DOWN: REVIEWERS,
     FOLLOW_UP: frozenset({COMMITTEE_SECRETARIAT, ADMIN}),
 }
 
