@@ -271,12 +271,16 @@ async def test_which_staff_read_a_petition_depends_on_whether_it_was_ever_public
     [
         ({"decision": "publish"}, "decision_id"),
         ({"decision_id": "pas-un-uuid", "decision": "publish", "committee": "lois"}, "decision_id"),
-        ({"decision_id": str(uuid.uuid4()), "decision": "publish"}, "body"),
+        ({"decision_id": str(uuid.uuid4()), "decision": "publish"}, "committee"),
         (
             {"decision_id": str(uuid.uuid4()), "decision": "publish", "committee": "inconnue"},
             "committee",
         ),
-        ({"decision_id": str(uuid.uuid4()), "decision": "reject", "reason": "Parce que."}, "body"),
+        (
+            {"decision_id": str(uuid.uuid4()), "decision": "reject", "reason": "Parce que."},
+            "reason_code",
+        ),
+        ({"decision_id": str(uuid.uuid4()), "decision": "follow-up"}, "step"),
         (
             {
                 "decision_id": str(uuid.uuid4()),
@@ -325,8 +329,10 @@ async def test_a_decision_that_lacks_what_it_needs_says_so_in_french(
         headers=tokens.staff("admin"),
     )
     assert response.status == 422
+    # Each missing field named, as a form would show it beside the field.
     assert (await response.json())["invalid_params"] == [
-        {"name": "body", "reason": "la décision reject demande aussi : reason_code, reason"}
+        {"name": "reason_code", "reason": "champ obligatoire pour la décision reject"},
+        {"name": "reason", "reason": "champ obligatoire pour la décision reject"},
     ]
 
 

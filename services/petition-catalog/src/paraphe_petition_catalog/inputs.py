@@ -100,18 +100,18 @@ class DecisionInput(_Input):
     step: Literal[FOLLOW_UP_STEPS] | None = None  # type: ignore[valid-type]
     note: Annotated[Text, Field(max_length=2000)] | None = None
 
-    @model_validator(mode="after")
-    def _what_the_decision_needs(self) -> DecisionInput:
-        needed = {
-            PUBLISH: ("committee",),
-            REJECT: ("reason_code", "reason"),
-            TAKE_DOWN: ("reason_code", "reason"),
-            FOLLOW_UP: ("step",),
-        }[self.decision]
-        missing = [name for name in needed if getattr(self, name) is None]
-        if missing:
-            raise ValueError(f"la décision {self.decision} demande aussi : {', '.join(missing)}")
-        return self
+    def missing(self) -> list[str]:
+        """The fields its decision needs and it lacks, each to be named in the answer."""
+        return [name for name in _NEEDED[self.decision] if getattr(self, name) is None]
+
+
+# What each decision needs besides its id.
+_NEEDED: Final = {
+    PUBLISH: ("committee",),
+    REJECT: ("reason_code", "reason"),
+    TAKE_DOWN: ("reason_code", "reason"),
+    FOLLOW_UP: ("step",),
+}
 
 
 # French reasons for the errors people can make; our own checks (value_error) say theirs in
@@ -164,6 +164,21 @@ async def read_json(request: web.Request, model: type[M], detail: str) -> M:
         return model.model_validate_json(await request.read())
     except ValidationError as exc:
         raise invalid_body(exc, detail) from None
+
+
+async def read_decision(request: web.Request, detail: str) -> DecisionInput:
+    """The decision the body describes, with every field it needs, or a 422 problem naming
+    each field that is wrong or missing."""
+    decision = await read_json(request, DecisionInput, detail)
+    if missing := decision.missing():
+        reason = f"champ obligatoire pour la décision {decision.decision}"
+        raise Problem(
+            422,
+            detail,
+            kind="invalid-body",
+            invalid_params=[{"name": name, "reason": reason} for name in missing],
+        )
+    return decision
 
 
 def invalid_field(name: str, reason: str, detail: str) -> Problem:

@@ -19,11 +19,10 @@ from paraphe_common.problems import Problem
 from paraphe_common.tokens import STAFF, STAFF_ROLES, Claims
 from paraphe_petition_catalog import lifecycle
 from paraphe_petition_catalog.inputs import (
-    DecisionInput,
     invalid_field,
     petition_id,
     petition_not_found,
-    read_json,
+    read_decision,
 )
 from paraphe_petition_catalog.jobs import publish_after_commit
 from paraphe_petition_catalog.petitions import DECISION_ROLES, PUBLISH, READ_ROLES
@@ -61,7 +60,7 @@ async def get_petition(request: web.Request) -> web.Response:
 async def record_decision(request: web.Request) -> web.Response:
     claims = _staff(request)
     pid = petition_id(request)
-    decision = await read_json(request, DecisionInput, _INVALID_DECISION)
+    decision = await read_decision(request, _INVALID_DECISION)
     if not claims.roles & DECISION_ROLES[decision.decision]:
         raise Problem(403, "Votre compte n'a pas accès à cette décision.", kind="missing-role")
     if decision.decision == PUBLISH and decision.committee not in request.app[STORE].committees:
