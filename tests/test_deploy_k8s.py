@@ -938,6 +938,26 @@ def test_the_services_that_read_the_thresholds_get_them_from_one_place(overlay: 
     assert platform_settings(overlay)["PARAPHE_THRESHOLDS"] == "100000,500000"
 
 
+def test_the_services_that_keep_or_forget_the_marks_get_their_keeping_from_one_place(
+    overlay: str,
+) -> None:
+    """The counter forgets an ended petition's marks after PARAPHE_MARKS_KEPT_DAYS, intake
+    stops saying "not signed" of it then: given different values, intake would say "not
+    signed" of someone whose mark the counter forgot. The shared ConfigMap gives it alone."""
+    readers = {
+        s.name for s in DEPLOYED if "marks_kept_days" in settings_class(s.module).model_fields
+    }
+    assert readers == {"counter", "signature-intake"}
+    for name in readers:
+        deployment = one(overlay, "Deployment", name)
+        assert "PARAPHE_MARKS_KEPT_DAYS" in environment_names(overlay, deployment)
+        container = pod_spec(deployment)["containers"][0]
+        assert "PARAPHE_MARKS_KEPT_DAYS" not in {v["name"] for v in container.get("env", [])}
+        for own in find(overlay, "ConfigMap", name):
+            assert "PARAPHE_MARKS_KEPT_DAYS" not in own.get("data", {})
+    assert platform_settings(overlay)["PARAPHE_MARKS_KEPT_DAYS"] == "30"
+
+
 def test_every_overlay_believes_forwarded_addresses_from_the_cluster_only(overlay: str) -> None:
     """The Ingress controller's pods forward each citizen's address; were they not trusted,
     every citizen would be the controller, one client for every rate limit."""

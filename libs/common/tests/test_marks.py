@@ -12,11 +12,14 @@ from paraphe_common.marks import (
     HASH_MAX_LISTPACK_ENTRIES,
     MARKED_BYTES,
     SIGNED_VALUE,
+    buckets_of,
     mark_of,
+    marks_surely_kept,
     parse_bucket,
     signed_mark_of,
     signed_marks,
 )
+from paraphe_common.petition_states import PetitionState
 from paraphe_devstack.servers import RedisServer
 
 PETITION = str(uuid.UUID(int=7))
@@ -36,6 +39,51 @@ def test_intake_and_the_counter_name_the_same_mark(key: bytes) -> None:
     assert key[:2] + mark.field == key[:MARKED_BYTES]
     # The pending mark keeps the whole key: a retry republishes under the same message id.
     assert mark.pending.endswith(key.hex())
+
+
+def test_the_buckets_of_a_petition_are_every_bucket_its_marks_may_be_in() -> None:
+    """Forgetting a petition's marks names its buckets rather than scanning the keyspace."""
+    buckets = list(buckets_of(PETITION))
+    assert len(buckets) == len(set(buckets)) == 65_536
+    assert {signed_mark_of(PETITION, key)[0] for key in keys(2_000)} <= set(buckets)
+    assert {parse_bucket(bucket)[0] for bucket in buckets} == {PETITION}  # type: ignore[index]
+
+
+DAY = 86_400.0
+NOW = 1_800_000_000.0
+
+
+@pytest.mark.parametrize(
+    ("state", "kept"),
+    [
+        (PetitionState("published", NOW + DAY), True),
+        (PetitionState("published", None), True),
+        (PetitionState("submitted", None), True),  # never signed: nothing to forget
+        (PetitionState("rejected", None), True),
+        (PetitionState("closed", NOW - 29 * DAY), True),
+        (PetitionState("published", NOW - 29 * DAY), True),  # past its deadline, not closed yet
+        (PetitionState("closed", NOW - 30 * DAY), False),
+        (PetitionState("published", NOW - 31 * DAY), False),
+        (PetitionState("closed", None), False),  # closed when? Not said
+        (PetitionState("hidden", NOW + DAY), False),  # taken down when? Not said
+        (PetitionState("hidden", NOW - DAY), False),
+    ],
+)
+def test_a_missing_mark_means_not_signed_only_while_the_marks_are_surely_kept(
+    state: PetitionState, kept: bool
+) -> None:
+    assert marks_surely_kept(state, NOW, 30) is kept
+
+
+def test_a_petition_ended_at_its_deadline_or_when_seen_taken_down() -> None:
+    assert PetitionState("published", NOW + 1).ended_at(NOW) is None
+    assert PetitionState("published", None).ended_at(NOW) is None
+    assert PetitionState("submitted", None).ended_at(NOW) is None
+    assert PetitionState("published", NOW - 1).ended_at(NOW) == NOW - 1
+    assert PetitionState("closed", NOW - DAY).ended_at(NOW) == NOW - DAY
+    assert PetitionState("hidden", NOW - DAY).ended_at(NOW) == NOW - DAY  # closed, then hidden
+    assert PetitionState("hidden", NOW + DAY).ended_at(NOW) == NOW  # taken down while open
+    assert PetitionState("hidden", None).ended_at(NOW) == NOW
 
 
 @pytest.mark.parametrize(

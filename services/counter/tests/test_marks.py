@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -41,12 +42,59 @@ async def test_the_marks_are_rebuilt_from_the_stored_signatures(
         settings.database_url.get_secret_value(), min_size=1, max_size=2
     )
     try:
-        done = await rebuild(pool, redis_client)
+        done = await rebuild(pool, redis_client, kept_days=30)
     finally:
         await pool.close()
 
     assert (done.marked, done.removed, done.legacy_removed) == (len(stored) + 1, 3, 1)
+    assert done.forgotten_buckets == 0
     assert await signed_marks(redis_client, petition) == {k[:MARKED_BYTES] for k in stored}
     assert await signed_marks(redis_client, other) == {stored[3][:MARKED_BYTES]}
     assert await redis_client.get(in_flight) == b"p"  # left to expire by itself
     assert await redis_client.exists(legacy) == 0
+
+
+async def test_the_marks_of_petitions_past_their_keeping_are_not_rebuilt(
+    settings: CounterSettings, database: asyncpg.Connection, redis_client: aioredis.Redis
+) -> None:
+    """Forgotten (or due to be, ``PARAPHE_MARKS_KEPT_DAYS`` after they ended): a rebuild
+    neither brings their marks back nor keeps any a restored Redis still had."""
+    forgotten, due, recent, never_ended = (str(uuid.uuid4()) for _ in range(4))
+    await database.executemany(
+        "INSERT INTO counter.ended_petitions (petition_id, ended_at, marks_forgotten_at)"
+        " VALUES ($1, now() - make_interval(days => $2), $3)",
+        [
+            (forgotten, 40, datetime.now(UTC) - timedelta(days=10)),
+            (due, 31, None),
+            (recent, 29, None),
+        ],
+    )
+    stored = {
+        petition: [os.urandom(32) for _ in range(50)]
+        for petition in (forgotten, due, recent, never_ended)
+    }
+    await database.executemany(
+        "INSERT INTO counter.signatures (petition_id, dedupe_key, signed_at)"
+        " VALUES ($1, $2, date_trunc('hour', now(), 'UTC'))",
+        [(petition, key) for petition, keys in stored.items() for key in keys],
+    )
+    # A Redis restored from an old snapshot: marks of the forgotten petition, one unfounded.
+    for key in [*stored[forgotten][:3], os.urandom(32)]:
+        mark = mark_of(forgotten, key.hex())
+        await redis_client.hset(mark.bucket, mark.field, SIGNED_VALUE)
+
+    pool = await asyncpg.create_pool(
+        settings.database_url.get_secret_value(), min_size=1, max_size=2
+    )
+    try:
+        done = await rebuild(pool, redis_client, kept_days=30)
+    finally:
+        await pool.close()
+
+    assert (done.marked, done.removed, done.forgotten_buckets) == (100, 0, 4)
+    assert await signed_marks(redis_client, forgotten) == set()
+    assert await signed_marks(redis_client, due) == set()
+    for petition in (recent, never_ended):
+        assert await signed_marks(redis_client, petition) == {
+            key[:MARKED_BYTES] for key in stored[petition]
+        }

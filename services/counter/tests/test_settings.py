@@ -24,6 +24,7 @@ def test_the_parliament_thresholds_are_the_default() -> None:
     assert (settings.batch_size, settings.count_shards) == (1000, 16)
     assert settings.fetch_timeout < 1
     assert settings.reconciliation_interval == 600
+    assert settings.marks_kept_days == 30
 
 
 @pytest.mark.parametrize("value", ["5,10", "5, 10", "[5, 10]"])
@@ -58,4 +59,13 @@ def test_settings_that_would_stop_the_counting_are_refused(
 ) -> None:
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigurationError, match=variable):
+        load_settings(CounterSettings)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "3651", "trente"])
+def test_marks_kept_days_outside_one_day_to_ten_years_are_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("PARAPHE_MARKS_KEPT_DAYS", value)
+    with pytest.raises(ConfigurationError, match="PARAPHE_MARKS_KEPT_DAYS"):
         load_settings(CounterSettings)

@@ -30,6 +30,7 @@ PETITIONS = {
     "hidden": "33333333-3333-4333-8333-333333333333",
     "past its deadline": "44444444-4444-4444-8444-444444444444",
     "submitted": "55555555-5555-4555-8555-555555555555",
+    "closed long ago": "66666666-6666-4666-8666-666666666666",
     "unknown": "99999999-9999-4999-8999-999999999999",
 }
 
@@ -82,6 +83,9 @@ async def start_intake(
         "hidden": PetitionState("hidden", None),
         "past its deadline": PetitionState("published", now - 1),
         "submitted": PetitionState("submitted", None),
+        # Closed more than PARAPHE_MARKS_KEPT_DAYS (30) ago: the counter may have forgotten
+        # its marks.
+        "closed long ago": PetitionState("closed", now - 31 * 86_400),
     }.items():
         await publish_state(bucket, PETITIONS[name], state)
 

@@ -14,7 +14,7 @@ from aiohttp.test_utils import make_mocked_request
 
 import paraphe_common.app
 from paraphe_common.app import FAST_ROUTE
-from paraphe_common.marks import mark_of
+from paraphe_common.marks import SIGNED_VALUE, mark_of
 from paraphe_common.tokens import AUTHOR, TokenIssuer
 from paraphe_common.velocity import SIGNING_VELOCITY
 from paraphe_devstack.checks import assert_probes_answer
@@ -50,6 +50,45 @@ async def test_the_signer_can_ask_whether_they_signed(
     assert (await (await intake.client.get(url, headers=headers)).json())["signed"] is False
     await intake.sign(open_petition, "signer-me")
     assert (await (await intake.client.get(url, headers=headers)).json())["signed"] is True
+
+
+@pytest.mark.parametrize(
+    ("petition", "signed", "not_signed"),
+    [
+        ("closed", True, False),  # closed 10 s ago: its marks are kept for 30 days
+        ("past its deadline", True, False),
+        ("closed long ago", True, None),  # its marks may be forgotten: no longer known
+        ("hidden", True, None),  # taken down when? Its state does not say
+        ("submitted", False, False),  # never signed: nothing to forget
+    ],
+)
+async def test_an_ended_petition_is_said_not_signed_only_while_its_marks_are_kept(
+    intake: IntakeUnderTest,
+    redis_server: RedisServer,
+    petitions: dict[str, str],
+    petition: str,
+    signed: bool,
+    not_signed: bool | None,
+) -> None:
+    """The counter forgets an ended petition's marks PARAPHE_MARKS_KEPT_DAYS after it ended:
+    a missing mark then says nothing, and intake answers null rather than a false "no"."""
+    petition_id = petitions[petition]
+    client = aioredis.from_url(redis_server.url)
+    if signed:  # a mark intake left while the petition was open
+        mark = mark_of(petition_id, dedupe_key("signed-it", petition_id))
+        await client.hset(mark.bucket, mark.field, SIGNED_VALUE)
+    await client.aclose()
+
+    async def answer(signer: str) -> object:
+        response = await intake.client.get(
+            f"/api/petitions/{petition_id}/signatures/me",
+            headers={"Authorization": f"Bearer {intake.signer_token(signer)}"},
+        )
+        assert response.status == 200
+        return (await response.json())["signed"]
+
+    assert await answer("signed-it") is signed
+    assert await answer("someone-else") is not_signed
 
 
 async def test_200_concurrent_attempts_by_one_signer_record_one_signature(

@@ -3,7 +3,10 @@
 Intake answers "already signed" from Redis; the counter rebuilds the marks from PostgreSQL
 after a restore (``paraphe-counter rebuild-marks``). Both write them through this module.
 
-A signed mark is kept for good (until the marks are rebuilt), so it is stored densely: a field
+A signed mark is kept as long as its petition may be signed, and ``PARAPHE_MARKS_KEPT_DAYS``
+more once it ended (closed, or taken down): then the counter forgets the petition's marks
+(``paraphe_counter.forgetting``), and intake no longer says "not signed" of it
+(``marks_surely_kept``). Millions of them are kept at once, so they are stored densely: a field
 of a hash. A petition's signatures are spread over 65,536 buckets by the first two bytes of
 their dedupe key, ``marks:<petition>:<four hex digits>``, and each field is the key's next 14
 bytes (16 bytes of the key in all: a filter, since PostgreSQL's unique key decides what
@@ -18,9 +21,13 @@ with a TTL, ``pending:<petition>:<dedupe key>``.
 
 from __future__ import annotations
 
-from typing import Final, NamedTuple, cast
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Final, NamedTuple, cast
 
 import redis.asyncio as aioredis
+
+if TYPE_CHECKING:
+    from paraphe_common.petition_states import PetitionState
 
 SIGNED_PREFIX: Final = "marks:"
 PENDING_PREFIX: Final = "pending:"
@@ -34,6 +41,7 @@ SIGNED_VALUE: Final = 1
 # The compact encoding's limit a Redis server of paraphe is given (see the module's doc).
 HASH_MAX_LISTPACK_ENTRIES: Final = 512
 _HEX: Final = frozenset("0123456789abcdef")
+SECONDS_A_DAY: Final = 86_400
 
 
 class Mark(NamedTuple):
@@ -82,3 +90,24 @@ async def signed_marks(client: aioredis.Redis, petition_id: str) -> set[bytes]:
             fields = cast(list[bytes], await client.hkeys(name))
             found.update(parsed[1] + field for field in fields)
     return found
+
+
+def buckets_of(petition_id: str) -> Iterator[str]:
+    """The name of every bucket a petition's signed marks may be in, whether it exists or not:
+    the layout is fixed, so forgetting a petition's marks needs no scan of the keyspace."""
+    for first in range(16**BUCKET_DIGITS):
+        yield f"{SIGNED_PREFIX}{petition_id}:{first:0{BUCKET_DIGITS}x}"
+
+
+def marks_surely_kept(state: PetitionState, now: float, kept_days: int) -> bool:
+    """Whether a missing mark still means "not signed": the petition's marks cannot have been
+    forgotten yet. True while it may be signed (or never could be), and until
+    ``kept_days`` after its deadline once closed; never for a taken-down petition, whose state
+    does not say when it was taken down (the counter forgets its marks ``kept_days`` after it
+    first saw it hidden, which may be any time after that)."""
+    if state.status == "hidden":
+        return False
+    ended = state.ended_at(now)
+    if ended is None:
+        return True
+    return state.closes_at is not None and now < state.closes_at + kept_days * SECONDS_A_DAY

@@ -28,6 +28,8 @@ from paraphe_common.streams import petitions_bucket
 log = logging.getLogger(__name__)
 
 PUBLISHED: Final = "published"
+CLOSED: Final = "closed"
+HIDDEN: Final = "hidden"
 _BOOTSTRAP_TIMEOUT_SECONDS: Final = 30.0
 _RETRY_SECONDS: Final = 1.0
 
@@ -39,6 +41,21 @@ class PetitionState:
 
     def is_open(self, now: float) -> bool:
         return self.status == PUBLISHED and (self.closes_at is None or now < self.closes_at)
+
+    def ended_at(self, now: float) -> float | None:
+        """When signing it ended, as far as the state tells (seconds since the epoch), or None
+        while it may still be signed, or never could be (a draft, a rejected petition).
+
+        Closed: at its deadline. Taken down (hidden): the state does not say when, so at its
+        deadline if that came first, else ``now``, a moment at or after the take-down; whoever
+        keeps the earliest answer seen keeps a bound that errs late, never early.
+        """
+        if self.status == PUBLISHED:
+            past_deadline = self.closes_at is not None and self.closes_at <= now
+            return self.closes_at if past_deadline else None
+        if self.status in (CLOSED, HIDDEN):
+            return now if self.closes_at is None else min(self.closes_at, now)
+        return None
 
     def encode(self) -> bytes:
         return json.dumps({"status": self.status, "closes_at": self.closes_at}).encode()
@@ -70,6 +87,10 @@ class PetitionStates:
 
     def __len__(self) -> int:
         return len(self._states)
+
+    def items(self) -> list[tuple[str, PetitionState]]:
+        """Every petition's state now (a copy: the watcher may change the view meanwhile)."""
+        return list(self._states.items())
 
     async def follow(self, bucket: KeyValue, connection: NatsClient) -> None:
         """Read every state, then each change; start over after each reconnection.

@@ -189,6 +189,18 @@ class ThresholdSettings(BaseSettings):
         return value
 
 
+class MarksSettings(BaseSettings):
+    """How long intake's signed marks outlive their petition (paraphe_common.marks)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    # Days a petition's signed marks are kept in Redis once it ended (closed at its deadline,
+    # or taken down): a signer is still told they signed meanwhile; then the counter forgets
+    # them, and intake answers "no longer known" rather than "not signed". Counter and intake
+    # must be given the same (the platform's ConfigMap).
+    marks_kept_days: int = Field(default=30, ge=1, le=3650)
+
+
 class NatsSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
 

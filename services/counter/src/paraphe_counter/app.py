@@ -15,6 +15,7 @@ from paraphe_common.resources import (
 from paraphe_counter import store, views
 from paraphe_counter.consumer import signature_consumer
 from paraphe_counter.counts import COUNT_CACHE, count_cache
+from paraphe_counter.forgetting import marks_forgetting
 from paraphe_counter.metrics import COUNTER_METRICS, CounterMetrics
 from paraphe_counter.reconciliation import periodic_reconciliation
 from paraphe_counter.routes import setup_routes
@@ -56,6 +57,7 @@ def create_app(settings: CounterSettings) -> web.Application:
             live_counts(settings),
             signature_consumer(settings),
             periodic_reconciliation(settings),
+            marks_forgetting(settings),
         ],
     )
     app[SETTINGS] = settings

@@ -8,7 +8,9 @@ publishes (that PostgreSQL still refuses to count). ``paraphe-counter rebuild-ma
 Redis say what PostgreSQL holds: every stored signature marked signed, every signed mark
 without a stored signature removed, and the marks of paraphe's first layout (one key each,
 ``sig:<petition>:<key>``) removed once their signatures are marked the new way. Pending marks
-(a publish in flight) are left to expire by themselves.
+(a publish in flight) are left to expire by themselves. The marks of a petition ended more than
+``PARAPHE_MARKS_KEPT_DAYS`` ago, or already forgotten (``counter.ended_petitions``,
+``paraphe_counter.forgetting``), are not rebuilt, and any found are removed, bucket by bucket.
 
 Whatever Redis says, nobody is counted twice: ``UNIQUE(petition_id, dedupe_key)`` decides.
 The command reads and writes in bounded chunks and may run while intake signs: a signature
@@ -39,15 +41,38 @@ CHUNK: Final = 1000
 LEGACY_PATTERN: Final = "sig:*"
 
 
+# The petitions whose marks are no longer kept: forgotten, or due to be ($1: days kept).
+_FORGOTTEN: Final = """
+    SELECT petition_id::text FROM counter.ended_petitions
+    WHERE marks_forgotten_at IS NOT NULL OR ended_at <= now() - make_interval(days => $1)
+"""
+# Every stored signature but those ($1: days kept).
+_KEPT_SIGNATURES: Final = """
+    SELECT petition_id::text, dedupe_key FROM counter.signatures s
+    WHERE NOT EXISTS (
+        SELECT FROM counter.ended_petitions e WHERE e.petition_id = s.petition_id
+        AND (e.marks_forgotten_at IS NOT NULL
+            OR e.ended_at <= now() - make_interval(days => $1))
+    )
+"""
+
+
 @dataclass(frozen=True)
 class Rebuilt:
     marked: int
     removed: int
     legacy_removed: int
+    forgotten_buckets: int
 
 
-async def mark_stored_signatures(pool: asyncpg.Pool, client: aioredis.Redis) -> int:
-    """Every stored signature marked signed; returns how many."""
+async def forgotten_petitions(pool: asyncpg.Pool, kept_days: int) -> set[str]:
+    rows = await pool.fetch(_FORGOTTEN, kept_days)
+    return {row["petition_id"] for row in rows}
+
+
+async def mark_stored_signatures(pool: asyncpg.Pool, client: aioredis.Redis, kept_days: int) -> int:
+    """Every stored signature of a petition whose marks are kept marked signed; returns how
+    many."""
     marked = 0
 
     async def write(chunk: dict[str, dict[bytes, int]]) -> int:
@@ -58,9 +83,7 @@ async def mark_stored_signatures(pool: asyncpg.Pool, client: aioredis.Redis) -> 
         return sum(len(fields) for fields in chunk.values())
 
     async with pool.acquire() as connection, connection.transaction(readonly=True):
-        rows = connection.cursor(
-            "SELECT petition_id::text, dedupe_key FROM counter.signatures", prefetch=CHUNK
-        )
+        rows = connection.cursor(_KEPT_SIGNATURES, kept_days, prefetch=CHUNK)
         chunk: dict[str, dict[bytes, int]] = defaultdict(dict)
         rows_in_chunk = 0
         async for petition_id, key in rows:
@@ -83,9 +106,12 @@ def _after(prefix: bytes) -> bytes:
     return value.to_bytes(len(prefix), "big")
 
 
-async def remove_unfounded_marks(pool: asyncpg.Pool, client: aioredis.Redis) -> int:
-    """Every signed mark without a stored signature removed; returns how many."""
-    removed = 0
+async def remove_unfounded_marks(
+    pool: asyncpg.Pool, client: aioredis.Redis, forgotten: set[str]
+) -> tuple[int, int]:
+    """Every signed mark without a stored signature removed, and every bucket of a forgotten
+    petition; returns how many of each."""
+    removed = buckets_removed = 0
     cursor = 0
     while True:
         cursor, found = await client.scan(
@@ -96,6 +122,10 @@ async def remove_unfounded_marks(pool: asyncpg.Pool, client: aioredis.Redis) -> 
             for name in (b.decode() if isinstance(b, bytes) else str(b) for b in found)
             if (parsed := parse_bucket(name)) is not None
         ]
+        stale = [name for name, (petition_id, _) in buckets if petition_id in forgotten]
+        if stale:
+            buckets_removed += await client.unlink(*stale)
+            buckets = [bucket for bucket in buckets if bucket[1][0] not in forgotten]
         async with client.pipeline(transaction=False) as pipe:
             for name, _ in buckets:
                 pipe.hkeys(name)
@@ -130,7 +160,7 @@ async def remove_unfounded_marks(pool: asyncpg.Pool, client: aioredis.Redis) -> 
                         pipe.hdel(name, *fields)
                     removed += sum(await pipe.execute())
         if cursor == 0:
-            return removed
+            return removed, buckets_removed
 
 
 async def remove_legacy_marks(client: aioredis.Redis) -> int:
@@ -145,11 +175,12 @@ async def remove_legacy_marks(client: aioredis.Redis) -> int:
             return removed
 
 
-async def rebuild(pool: asyncpg.Pool, client: aioredis.Redis) -> Rebuilt:
-    marked = await mark_stored_signatures(pool, client)
-    removed = await remove_unfounded_marks(pool, client)
+async def rebuild(pool: asyncpg.Pool, client: aioredis.Redis, *, kept_days: int) -> Rebuilt:
+    forgotten = await forgotten_petitions(pool, kept_days)
+    marked = await mark_stored_signatures(pool, client, kept_days)
+    removed, forgotten_buckets = await remove_unfounded_marks(pool, client, forgotten)
     legacy_removed = await remove_legacy_marks(client)
-    return Rebuilt(marked, removed, legacy_removed)
+    return Rebuilt(marked, removed, legacy_removed, forgotten_buckets)
 
 
 async def rebuild_marks(settings: CounterSettings) -> None:
@@ -158,7 +189,7 @@ async def rebuild_marks(settings: CounterSettings) -> None:
     runner = web.AppRunner(app)
     await runner.setup()
     try:
-        done = await rebuild(app[POSTGRES], app[REDIS])
+        done = await rebuild(app[POSTGRES], app[REDIS], kept_days=settings.marks_kept_days)
     finally:
         await runner.cleanup()
     log.info(
@@ -167,5 +198,6 @@ async def rebuild_marks(settings: CounterSettings) -> None:
             "marked": done.marked,
             "removed": done.removed,
             "legacy_removed": done.legacy_removed,
+            "forgotten_buckets": done.forgotten_buckets,
         },
     )

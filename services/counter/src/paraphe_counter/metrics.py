@@ -85,6 +85,17 @@ class CounterMetrics:
             ["store"],
             registry=registry,
         )
+        self.marks_forgotten_petitions = Counter(
+            "counter_marks_forgotten_petitions",
+            "Petitions whose signed marks were removed from Redis, PARAPHE_MARKS_KEPT_DAYS"
+            " after they ended.",
+            registry=registry,
+        )
+        self.marks_forgotten_buckets = Counter(
+            "counter_marks_forgotten_buckets",
+            "Buckets of signed marks removed from Redis with their petition's marks.",
+            registry=registry,
+        )
         self.consumer_pending = Gauge(
             "counter_consumer_pending_messages",
             "Signatures in JetStream not yet delivered to any counter.",

@@ -1,6 +1,7 @@
 from pydantic import Field
 
 from paraphe_common.settings import (
+    MarksSettings,
     NatsSettings,
     PostgresSettings,
     RedisSettings,
@@ -10,7 +11,12 @@ from paraphe_common.settings import (
 
 
 class CounterSettings(
-    ServiceSettings, PostgresSettings, RedisSettings, NatsSettings, ThresholdSettings
+    ServiceSettings,
+    PostgresSettings,
+    RedisSettings,
+    NatsSettings,
+    ThresholdSettings,
+    MarksSettings,
 ):
     """Read once from the PARAPHE_* environment at start."""
 
@@ -27,7 +33,8 @@ class CounterSettings(
     count_shards: int = Field(default=16, ge=1, le=1024)
     # Seconds between two readings of the consumer's backlog (pending, unacknowledged).
     backlog_interval: float = Field(default=5.0, gt=0)
-    # Seconds between two comparisons of the stored signatures with the counts.
+    # Seconds between two comparisons of the stored signatures with the counts, and between
+    # two passes forgetting the marks of petitions ended PARAPHE_MARKS_KEPT_DAYS ago.
     reconciliation_interval: float = Field(default=600.0, gt=0)
     # Seconds a count read from Redis is served from memory before it is read again.
     count_refresh_interval: float = Field(default=0.25, gt=0, le=5.0)

@@ -38,6 +38,9 @@ async def is_migrated(pool: asyncpg.Pool) -> bool:
         await pool.execute(
             "SELECT signatures, published_at FROM counter.thresholds_reached LIMIT 0"
         )
+        await pool.execute(
+            "SELECT ended_at, marks_forgotten_at FROM counter.ended_petitions LIMIT 0"
+        )
     except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError):
         return False
     return True

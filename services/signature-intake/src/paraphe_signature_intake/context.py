@@ -45,6 +45,8 @@ class IntakeContext:
     core: Intake
     limit: TokenBuckets  # attempts per signer, in this process
     metrics: IntakeMetrics
+    # Days an ended petition's marks are kept (the counter's PARAPHE_MARKS_KEPT_DAYS).
+    marks_kept_days: int
 
 
 INTAKE = web.AppKey("intake", IntakeContext)
@@ -66,6 +68,7 @@ def intake_context(settings: SignatureIntakeSettings) -> CleanupContext:
             ),
             limit=TokenBuckets(settings.signer_attempts_per_minute, 60.0, max_keys=200_000),
             metrics=metrics,
+            marks_kept_days=settings.marks_kept_days,
         )
         yield
         await app[INTAKE].core.marks.drain()

@@ -1,11 +1,16 @@
 from pydantic import Field
 
-from paraphe_common.settings import NatsSettings, RedisSettings, ServiceSettings
+from paraphe_common.settings import MarksSettings, NatsSettings, RedisSettings, ServiceSettings
 from paraphe_common.tokens import SignerTokenSettings, TokenVerificationSettings
 
 
 class SignatureIntakeSettings(
-    ServiceSettings, RedisSettings, NatsSettings, TokenVerificationSettings, SignerTokenSettings
+    ServiceSettings,
+    RedisSettings,
+    NatsSettings,
+    TokenVerificationSettings,
+    SignerTokenSettings,
+    MarksSettings,
 ):
     """Read once from the PARAPHE_* environment at start."""
 

@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 
 from paraphe_common.app import FastRoute
 from paraphe_common.auth import TOKEN_VERIFIER, authenticate, presented_token
+from paraphe_common.marks import marks_surely_kept
 from paraphe_common.peppers import PEPPER_SCHEDULE, signer_key_for
 from paraphe_common.petition_states import PETITION_STATES, PetitionState
 from paraphe_common.problems import Problem
@@ -147,11 +148,15 @@ async def my_signature(request: web.Request) -> web.Response:
     try:
         schedule = request.app[PEPPER_SCHEDULE]
         signer = signer_key_for(claims, state, schedule)
-        signed = await intake.core.has_signed(petition_id, dedupe_key(signer, petition_id))
+        signed: bool | None = await intake.core.has_signed(
+            petition_id, dedupe_key(signer, petition_id)
+        )
     except (RedisError, OSError) as exc:
         raise Problem(
             503, "Impossible de le vérifier pour le moment.", headers={"Retry-After": "2"}
         ) from exc
+    if not signed and not marks_surely_kept(state, time.time(), intake.marks_kept_days):
+        signed = None  # the counter may have forgotten the marks: no longer known
     return web.json_response(
         {"petition_id": petition_id, "signed": signed}, headers={"Cache-Control": "no-store"}
     )
