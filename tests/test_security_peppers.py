@@ -184,17 +184,91 @@ async def test_nobody_signs_twice_across_a_rotation_and_author_ids_stay(
     assert author_id(during.author_pepper, "carol") == author_id(PEPPERS["1"], "carol")
 
 
-def test_a_schedule_naming_a_version_without_pepper_is_refused(
+async def test_an_intake_not_told_of_a_rotation_refuses_rather_than_sign_twice(
+    aiohttp_client: AiohttpClient,
+    redis_server: RedisServer,
+    nats_server: NatsServer,
+    signing_key: SigningKey,
+    signer_key: SignerKey,
+) -> None:
+    """auth-gateway rotating, intake deployed without the schedule (out of order): the token's
+    subject is the new version's key, which would sign today's petitions a second time."""
+    connection = await nats.connect(nats_server.url)
+    bucket = await petitions_bucket(connection.jetstream())
+    await publish_state(bucket, OLD_PETITION, PetitionState("published", time.time() + 86400))
+    await connection.close()
+    before = gateway(
+        gateway_settings(signing_key, signer_key, signer_peppers=json.dumps({"1": PEPPERS["1"]}))
+    )
+    schedule = {"1": EPOCH, "2": datetime.fromtimestamp(time.time() + 30 * 86400, UTC).isoformat()}
+    during = gateway(
+        gateway_settings(
+            signing_key,
+            signer_key,
+            signer_peppers=json.dumps(PEPPERS),
+            signer_pepper_version="2",
+            signer_pepper_schedule=schedule,
+        )
+    )
+    unaware = await intake(aiohttp_client, redis_server, nats_server, signing_key, signer_key, {})
+    assert await sign(unaware, OLD_PETITION, before.issue_signer_token("alice")) == 202
+    refused = await unaware.post(
+        f"/api/petitions/{OLD_PETITION}/signatures",
+        headers={"Authorization": f"Bearer {during.issue_signer_token('alice')}"},
+    )
+    assert refused.status == 503
+    assert refused.headers["Retry-After"]
+    assert (await refused.json())["type"] == "urn:paraphe:problem:signing-unavailable"
+    # Once intake has the schedule, the same token finds Alice's signature.
+    told = await intake(
+        aiohttp_client, redis_server, nats_server, signing_key, signer_key, schedule
+    )
+    assert await sign(told, OLD_PETITION, during.issue_signer_token("alice")) == 200
+
+
+def gateway_environment(
     monkeypatch: pytest.MonkeyPatch, signing_key: SigningKey, signer_key: SignerKey
 ) -> None:
-    settings = gateway_settings(signing_key, signer_key, signer_peppers=json.dumps(PEPPERS))
+    """A valid auth-gateway configuration in the environment, one pepper, no schedule."""
+    settings = gateway_settings(
+        signing_key, signer_key, signer_peppers=json.dumps({"1": PEPPERS["1"]})
+    )
     for name, value in settings.model_dump(mode="json").items():
         if value is not None and not isinstance(value, dict | list):
             monkeypatch.setenv(f"PARAPHE_{name.upper()}", str(value))
     monkeypatch.setenv("PARAPHE_SIGNER_PEPPERS", json.dumps({"1": PEPPERS["1"]}))
     monkeypatch.setenv("PARAPHE_STAFF_ROLES", "{}")
+
+
+def test_a_schedule_naming_a_version_without_pepper_is_refused(
+    monkeypatch: pytest.MonkeyPatch, signing_key: SigningKey, signer_key: SignerKey
+) -> None:
+    gateway_environment(monkeypatch, signing_key, signer_key)
     monkeypatch.setenv("PARAPHE_SIGNER_PEPPER_SCHEDULE", json.dumps({"1": EPOCH, "2": EPOCH}))
     with pytest.raises(ConfigurationError) as refused:
         load_settings(AuthGatewaySettings)
     assert "['2']" in str(refused.value)
     assert PEPPERS["1"] not in str(refused.value)
+
+
+def test_a_rotation_without_a_schedule_is_refused(
+    monkeypatch: pytest.MonkeyPatch, signing_key: SigningKey, signer_key: SignerKey
+) -> None:
+    """The rotation an operator might try first: a second pepper and signing under it. Without
+    a schedule every open petition would take everyone's signature a second time."""
+    gateway_environment(monkeypatch, signing_key, signer_key)
+    monkeypatch.setenv("PARAPHE_SIGNER_PEPPERS", json.dumps(PEPPERS))
+    monkeypatch.setenv("PARAPHE_SIGNER_PEPPER_VERSION", "2")
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings(AuthGatewaySettings)
+    assert "signer_pepper_schedule" in str(refused.value)
+    assert not any(pepper in str(refused.value) for pepper in PEPPERS.values())
+    # Both peppers kept, still signing under the first: the same refusal.
+    monkeypatch.setenv("PARAPHE_SIGNER_PEPPER_VERSION", "1")
+    with pytest.raises(ConfigurationError):
+        load_settings(AuthGatewaySettings)
+    # With the schedule, the rotation is taken.
+    monkeypatch.setenv("PARAPHE_SIGNER_PEPPER_VERSION", "2")
+    schedule = {"1": EPOCH, "2": "2027-06-01T00:00:00Z"}
+    monkeypatch.setenv("PARAPHE_SIGNER_PEPPER_SCHEDULE", json.dumps(schedule))
+    assert load_settings(AuthGatewaySettings).signer_pepper_version == "2"

@@ -23,6 +23,8 @@ deadline, which is fixed when it is published:
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Final
@@ -32,6 +34,8 @@ from aiohttp import web
 from paraphe_common.petition_states import PetitionState
 from paraphe_common.problems import Problem
 from paraphe_common.tokens import Claims
+
+log = logging.getLogger(__name__)
 
 # The schedule, on the application of a service that signs (intake).
 PEPPER_SCHEDULE: Final[web.AppKey[dict[str, datetime]]] = web.AppKey("pepper_schedule")
@@ -61,9 +65,20 @@ def signer_key_for(
     """The signer key a petition is signed with, from a signer token's claims.
 
     A 401 problem when the token carries no key of the petition's version (issued before that
-    version was configured): signing in again gives one.
+    version was configured): signing in again gives one. A 503 when the token carries a key
+    per version and this service has no schedule: auth-gateway is rotating and intake was not
+    told (deployed out of order); the token's subject, the new version's key, would let
+    everyone sign today's petitions a second time.
     """
     if not schedule:
+        if KEYS_CLAIM in claims.extra:
+            _say_schedule_missing()
+            raise Problem(
+                503,
+                "La signature est momentanément indisponible : merci de réessayer plus tard.",
+                kind="signing-unavailable",
+                headers={"Retry-After": "60"},
+            )
         return claims.subject
     version = pepper_version_for(petition.closes_at if petition else None, schedule)
     keys = claims.extra.get(KEYS_CLAIM)
@@ -78,4 +93,13 @@ def signer_key_for(
         "Votre session date d'avant un changement de clés : identifiez-vous à nouveau.",
         kind="invalid-token",
         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
+
+
+@functools.cache
+def _say_schedule_missing() -> None:
+    """Once a process: the refusals themselves show as 503s in the signing metrics."""
+    log.error(
+        "a signer token carries keys of several pepper versions and this service has no "
+        "PARAPHE_SIGNER_PEPPER_SCHEDULE: signing refused until it has auth-gateway's"
     )

@@ -123,6 +123,13 @@ class AuthGatewaySettings(
             self.signer_pepper_schedule
         ):
             raise ValueError("signer_pepper_version must be in signer_pepper_schedule")
+        if not self.signer_pepper_schedule and len(self.signer_peppers) > 1:
+            # A second pepper means a rotation: signing under it without a schedule would give
+            # everyone new keys on the petitions open today, each signable again.
+            raise ValueError(
+                "several signer_peppers need signer_pepper_schedule, on auth-gateway and "
+                "intake alike (docs/security.md, rotating the signer pepper)"
+            )
         return self
 
     # Where the catalogue takes authors' identities (an internal URL, not through the proxy).
