@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from datetime import datetime
 
 import asyncpg
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from paraphe_common.streams import PETITION_EVENTS
+from paraphe_counter import store
+from paraphe_counter.consumer import CONSUMER
 from paraphe_counter.reconciliation import RECONCILIATION
+from paraphe_counter.signatures import Signature
 
 Client = TestClient[web.Request, web.Application]
 Sign = Callable[..., Awaitable[bytes]]
@@ -90,3 +95,103 @@ async def test_a_count_below_every_threshold_announces_nothing(
     await counted(petition, 4)
     assert await database.fetchval("SELECT count(*) FROM counter.thresholds_reached") == 0
     assert announcements == []
+
+
+def fail_once(failure: Exception) -> Callable[[], None]:
+    """Raises ``failure`` the first time it is called, then nothing."""
+    failures = [failure]
+
+    def maybe_fail() -> None:
+        if failures:
+            raise failures.pop()
+
+    return maybe_fail
+
+
+@pytest.mark.parametrize("blip", ["redis", "postgresql"])
+async def test_a_threshold_crossed_during_a_blip_is_announced_without_waiting_for_reconciliation(
+    blip: str,
+    counter: Client,
+    petition: str,
+    sign: Sign,
+    counted: Counted,
+    until: Until,
+    database: asyncpg.Connection,
+    announcements: list[Msg],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Reconciliation (at start, then hourly in these settings) has done its first pass: what
+    # announces the threshold below is the counting loop.
+    await until(lambda: _passed(counter))
+    consumer = counter.app[CONSUMER]
+    # The first settle to see 5 signatures records the threshold, then loses Redis (raising
+    # the total) or PostgreSQL (reading the totals) for a moment.
+    if blip == "redis":
+        blip_once = fail_once(RedisConnectionError("Redis went away for a moment"))
+        raise_to = consumer._totals.raise_to
+
+        async def flaky_raise_to(totals: Mapping[str, int]) -> None:
+            if totals.get(petition, 0) >= 5:
+                blip_once()
+            await raise_to(totals)
+
+        monkeypatch.setattr(consumer._totals, "raise_to", flaky_raise_to)
+    else:
+        blip_once = fail_once(asyncpg.ConnectionDoesNotExistError("PostgreSQL went away"))
+        counted_totals = store.counted_totals
+
+        async def flaky_counted_totals(
+            pool: asyncpg.Pool, petitions: Collection[str]
+        ) -> dict[str, int]:
+            totals = await counted_totals(pool, petitions)
+            if totals.get(petition, 0) >= 5:
+                blip_once()
+            return totals
+
+        monkeypatch.setattr(store, "counted_totals", flaky_counted_totals)
+
+    for _ in range(5):  # the first threshold in these settings
+        await sign(petition)
+
+    await counted(petition, 5)
+    await until(lambda: all_published(database, 1))
+    assert [json.loads(message.data)["threshold"] for message in announcements] == [5]
+
+
+async def test_a_batch_whose_commit_went_through_unseen_is_settled_when_stored_again(
+    counter: Client,
+    petition: str,
+    sign: Sign,
+    counted: Counted,
+    until: Until,
+    database: asyncpg.Connection,
+    announcements: list[Msg],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The commit of the batch that brings the petition to 5 goes through, but the counter does
+    # not see it (STORE_TIMEOUT expiring as PostgreSQL commits; a crash before the settle is
+    # the same for the batch delivered again): the batch is stored again and adds nothing.
+    await until(lambda: _passed(counter))
+    store_batch = store.store_batch
+    timed_out = fail_once(TimeoutError())
+
+    async def committed_unseen(
+        pool: asyncpg.Pool, signatures: Iterable[Signature], shard: int
+    ) -> store.StoredBatch:
+        stored = await store_batch(pool, signatures, shard)
+        if await store.counted_total(pool, petition) >= 5:
+            timed_out()
+        return stored
+
+    monkeypatch.setattr(store, "store_batch", committed_unseen)
+    for _ in range(5):
+        await sign(petition)
+
+    # Its petition is settled all the same: total served, threshold recorded and announced.
+    await counted(petition, 5)
+    await until(lambda: all_published(database, 1))
+    assert [json.loads(message.data)["threshold"] for message in announcements] == [5]
+
+
+async def _passed(counter: Client) -> bool:
+    return counter.app[RECONCILIATION].passes >= 1

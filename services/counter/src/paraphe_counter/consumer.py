@@ -6,9 +6,12 @@ number to one shard of each petition; only after the commit are the messages ack
 crash in between redelivers the batch, whose rows are then found already stored and add 0.
 While PostgreSQL is unavailable nothing is acknowledged: the signatures wait in JetStream.
 
-After each batch the loop settles the petitions it counted: it records the thresholds their
-committed totals reached, raises their totals in Redis and publishes the threshold events.
-A petition it could not settle (Redis or PostgreSQL away for a moment) is settled again later.
+After each batch the loop settles the petitions it counted (every petition of a batch holding
+signatures stored already: a batch whose first commit was never settled): it records the
+thresholds their committed totals reached, publishes the threshold events, then raises their
+totals in Redis. A petition it could not settle (Redis or PostgreSQL away for a moment) is
+settled again a second later; an event recorded but not published is published by that next
+settle, whatever failed after the record.
 """
 
 from __future__ import annotations
@@ -194,6 +197,11 @@ class SignatureConsumer:
         self._metrics.duplicates_ignored.inc(len(signatures) - stored.signatures)
         await self._acknowledge(messages)
         self._unsettled.update(stored.per_petition)
+        if stored.signatures < len(signatures):
+            # Some were stored already, most often by a commit whose settle never came (a
+            # crash, or STORE_TIMEOUT expiring as PostgreSQL committed): the batch delivered or
+            # stored again settles every petition it holds. Only batches with duplicates pay.
+            self._unsettled.update(signature.petition_id for signature in signatures)
         self._metrics.batch_duration.observe(time.perf_counter() - started)
 
     def _observe_freshness(
@@ -247,7 +255,7 @@ class SignatureConsumer:
                 await message.nak()
 
     async def _settle(self) -> None:
-        """Thresholds, Redis totals and events for the petitions counted since last time."""
+        """Thresholds, events and Redis totals for the petitions counted since last time."""
         now = time.monotonic()
         if now < self._next_settle or not (self._unsettled or self._events_left_behind):
             return
@@ -258,12 +266,20 @@ class SignatureConsumer:
                 reached = await store.record_thresholds_reached(
                     self._pool, self._settings.thresholds, petitions
                 )
-                totals = await store.counted_totals(self._pool, petitions)
-                await self._totals.raise_to(totals)
-                if reached and not await self._events.publish(reached):
+                if reached:
+                    # Committed, and no later insert returns them again: should anything
+                    # below fail, they are published by the next settle, not left to
+                    # reconciliation. Published before the Redis step, which cannot hold
+                    # them back.
+                    earlier = self._events_left_behind
                     self._events_left_behind = True
+                    published = await self._events.publish(reached)
+                    self._events_left_behind = earlier or not published
             if self._events_left_behind:
                 self._events_left_behind = not await self._events.publish_unpublished()
+            if petitions:
+                totals = await store.counted_totals(self._pool, petitions)
+                await self._totals.raise_to(totals)
             settled = True
         except (*_POSTGRES_ERRORS, *_REDIS_ERRORS) as exc:
             log.warning("cannot settle the counted petitions yet (%r)", exc)
