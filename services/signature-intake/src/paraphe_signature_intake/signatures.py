@@ -273,8 +273,11 @@ class Intake:
             raise JetStreamUnavailable(type(exc).__name__) from exc
         if redis_answers:
             self.marks.promote(mark)
-        if duplicate and previous is None:
-            # JetStream had it and Redis had forgotten it (flushed, failed over): a repeat.
+        if duplicate:
+            # JetStream had it: a repeat, whatever Redis said. Pending: an attempt not yet
+            # promoted (just answered 202, by this replica or another, or cut before its
+            # answer); none: Redis forgot it (flushed, failed over). Each signature is answered
+            # 202 once, every repeat 200.
             return Outcome.ALREADY_SIGNED
         return Outcome.ACCEPTED
 
