@@ -7,7 +7,14 @@
 - PETITIONS (key-value): each petition's current state, the view intake and counter keep.
 
 Each service that publishes or consumes makes sure the stream exists at start (creation is
-idempotent), so no start order is required between services.
+idempotent), so no start order is required between services; a stream found with another
+configuration is updated to this one.
+
+SIGNATURES and PETITION_EVENTS hold what must not be lost (signatures answered 202, events not
+yet followed), so they discard new messages: should anyone give them a size or count limit, a
+full stream refuses the next publish (intake answers 503, an outbox tries again later) instead
+of silently dropping the oldest acknowledged message. PETITION_EVENTS' age limit still expires
+events after 90 days, long after their consumers have read them.
 """
 
 from __future__ import annotations
@@ -99,7 +106,7 @@ async def ensure_signatures_stream(jetstream: JetStreamContext, replicas: int = 
             storage=StorageType.FILE,
             duplicate_window=SIGNATURE_DEDUPE_WINDOW_SECONDS,
             num_replicas=replicas,
-            discard=DiscardPolicy.OLD,
+            discard=DiscardPolicy.NEW,  # full: refuse, never drop a signature answered 202
             max_msg_size=1024,
         ),
     )
@@ -116,6 +123,7 @@ async def ensure_petition_events_stream(jetstream: JetStreamContext, replicas: i
             max_age=PETITION_EVENTS_MAX_AGE_SECONDS,
             duplicate_window=SIGNATURE_DEDUPE_WINDOW_SECONDS,
             num_replicas=replicas,
+            discard=DiscardPolicy.NEW,  # full: refuse, never drop an event not yet followed
         ),
     )
 
