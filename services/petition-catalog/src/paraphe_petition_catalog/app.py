@@ -39,7 +39,11 @@ def create_app(settings: PetitionCatalogSettings) -> web.Application:
             redis(settings),
             nats_connection(settings, name=SERVICE),
             catalogue_store(settings),
-            petition_states_publisher(settings.nats_stream_replicas),
+            petition_states_publisher(
+                settings.nats_stream_replicas,
+                settings.outbox_publish_timeout,
+                settings.outbox_interval,
+            ),
             background_jobs(settings),
             retention_job(settings),
         ],
