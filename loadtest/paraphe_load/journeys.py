@@ -173,8 +173,8 @@ def return_from_provider(client: FastHttpSession, callback_url: str, cookie: str
 
 
 # What a signature may answer: 202 for a person's first; 200 ("already signed") for a person
-# who comes back; either for the two clicks of a double-click, which race (the second may find
-# the first not yet acknowledged, and is then published again, deduplicated, and answered 202).
+# who comes back; either for each of the two clicks of a double-click, which race: whichever
+# JetStream takes first is answered 202, the other 200 (the caller checks the pair).
 FIRST: Final = frozenset({202})
 REPEAT: Final = frozenset({200})
 RACING: Final = frozenset({200, 202})
