@@ -10,9 +10,10 @@ when the graceful one fails or takes too long.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,20 @@ from paraphe_common.settings import (
 log = logging.getLogger(__name__)
 
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+
+
+@contextlib.asynccontextmanager
+async def running(work: Coroutine[Any, Any, None], name: str) -> AsyncIterator[None]:
+    """``work`` as a task while the block lasts (a service's loop, between a cleanup context's
+    start and its end): cancelled, and awaited, when the block ends."""
+    task = asyncio.create_task(work, name=name)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
 
 POSTGRES = web.AppKey("postgres_pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", aioredis.Redis)

@@ -27,7 +27,6 @@ time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import uuid
@@ -43,7 +42,7 @@ from redis.exceptions import RedisError
 
 from paraphe_common.marks import buckets_of
 from paraphe_common.petition_states import PETITION_STATES, PetitionStates
-from paraphe_common.resources import POSTGRES, REDIS, CleanupContext
+from paraphe_common.resources import POSTGRES, REDIS, CleanupContext, running
 from paraphe_counter.metrics import COUNTER_METRICS, CounterMetrics
 from paraphe_counter.settings import CounterSettings
 
@@ -226,13 +225,8 @@ def marks_forgetting(settings: CounterSettings) -> CleanupContext:
             settings, app[POSTGRES], app[REDIS], app[PETITION_STATES], app[COUNTER_METRICS]
         )
         app[MARKS_FORGETTING] = forgetting
-        task = asyncio.create_task(forgetting.run_periodically(), name="forget-marks")
-        try:
+        # Cancelled mid-petition at the end: its row rolls back, the next pass takes it up.
+        async with running(forgetting.run_periodically(), "forget-marks"):
             yield
-        finally:
-            # Cancelling mid-petition is safe: its row rolls back, the next pass takes it up.
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     return forget_ended_petitions_marks

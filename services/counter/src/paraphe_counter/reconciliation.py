@@ -14,7 +14,6 @@ batch and its follow-up) and publishes the events left unpublished.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import asyncpg
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from paraphe_common.resources import JETSTREAM, POSTGRES, REDIS, CleanupContext
+from paraphe_common.resources import JETSTREAM, POSTGRES, REDIS, CleanupContext, running
 from paraphe_counter import store
 from paraphe_counter.metrics import COUNTER_METRICS, CounterMetrics
 from paraphe_counter.settings import CounterSettings
@@ -169,13 +168,8 @@ def periodic_reconciliation(settings: CounterSettings) -> CleanupContext:
             metrics,
         )
         app[RECONCILIATION] = reconciliation
-        task = asyncio.create_task(reconciliation.run_periodically(), name="reconcile-counts")
-        try:
+        # Cancelled mid-pass at the end: PostgreSQL rolls the repair back.
+        async with running(reconciliation.run_periodically(), "reconcile-counts"):
             yield
-        finally:
-            # Cancelling mid-pass is safe: PostgreSQL rolls the repair back.
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     return reconcile_counts

@@ -7,7 +7,6 @@ every replica reports the same shared queue (use ``max`` across replicas, not ``
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Final
@@ -16,7 +15,7 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from paraphe_common.resources import POSTGRES, CleanupContext
+from paraphe_common.resources import POSTGRES, CleanupContext, running
 from paraphe_moderation.store import KINDS, queue_depths
 
 log = logging.getLogger(__name__)
@@ -89,12 +88,7 @@ def queue_metrics(interval: float) -> CleanupContext:
                     log.warning("cannot read the queue for the metrics: %r", exc)
                 await asyncio.sleep(interval)
 
-        task = asyncio.create_task(loop(), name="queue-metrics")
-        try:
+        async with running(loop(), "queue-metrics"):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     return watch_queue
