@@ -117,6 +117,27 @@ async def sign(client: Client, petition: str, token: str) -> int:
     return answer.status
 
 
+def rotation(
+    signing_key: SigningKey, signer_key: SignerKey, takes_over: float
+) -> tuple[Gateway, Gateway, dict[str, str]]:
+    """auth-gateway before a rotation (one pepper, no schedule) and during it (version 2 taking
+    over for petitions closing from ``takes_over`` on), and the schedule."""
+    before = gateway(
+        gateway_settings(signing_key, signer_key, signer_peppers=json.dumps({"1": PEPPERS["1"]}))
+    )
+    schedule = {"1": EPOCH, "2": datetime.fromtimestamp(takes_over, UTC).isoformat()}
+    during = gateway(
+        gateway_settings(
+            signing_key,
+            signer_key,
+            signer_peppers=json.dumps(PEPPERS),
+            signer_pepper_version="2",
+            signer_pepper_schedule=schedule,
+        )
+    )
+    return before, during, schedule
+
+
 async def test_nobody_signs_twice_across_a_rotation_and_author_ids_stay(
     aiohttp_client: AiohttpClient,
     redis_server: RedisServer,
@@ -132,9 +153,7 @@ async def test_nobody_signs_twice_across_a_rotation_and_author_ids_stay(
     await connection.close()
 
     # Before: one pepper, no schedule.
-    before = gateway(
-        gateway_settings(signing_key, signer_key, signer_peppers=json.dumps({"1": PEPPERS["1"]}))
-    )
+    before, during, schedule = rotation(signing_key, signer_key, takes_over)
     old_intake = await intake(
         aiohttp_client, redis_server, nats_server, signing_key, signer_key, {}
     )
@@ -142,16 +161,6 @@ async def test_nobody_signs_twice_across_a_rotation_and_author_ids_stay(
     assert await sign(old_intake, OLD_PETITION, alice_before) == 202
 
     # During: version 2 takes over for petitions closing from `takes_over` on.
-    schedule = {"1": EPOCH, "2": datetime.fromtimestamp(takes_over, UTC).isoformat()}
-    during = gateway(
-        gateway_settings(
-            signing_key,
-            signer_key,
-            signer_peppers=json.dumps(PEPPERS),
-            signer_pepper_version="2",
-            signer_pepper_schedule=schedule,
-        )
-    )
     new_intake = await intake(
         aiohttp_client, redis_server, nats_server, signing_key, signer_key, schedule
     )
@@ -197,19 +206,7 @@ async def test_an_intake_not_told_of_a_rotation_refuses_rather_than_sign_twice(
     bucket = await petitions_bucket(connection.jetstream())
     await publish_state(bucket, OLD_PETITION, PetitionState("published", time.time() + 86400))
     await connection.close()
-    before = gateway(
-        gateway_settings(signing_key, signer_key, signer_peppers=json.dumps({"1": PEPPERS["1"]}))
-    )
-    schedule = {"1": EPOCH, "2": datetime.fromtimestamp(time.time() + 30 * 86400, UTC).isoformat()}
-    during = gateway(
-        gateway_settings(
-            signing_key,
-            signer_key,
-            signer_peppers=json.dumps(PEPPERS),
-            signer_pepper_version="2",
-            signer_pepper_schedule=schedule,
-        )
-    )
+    before, during, schedule = rotation(signing_key, signer_key, time.time() + 30 * 86400)
     unaware = await intake(aiohttp_client, redis_server, nats_server, signing_key, signer_key, {})
     assert await sign(unaware, OLD_PETITION, before.issue_signer_token("alice")) == 202
     refused = await unaware.post(
