@@ -164,18 +164,21 @@ async def test_a_transition_committed_during_the_start_pass_is_not_undone(
     monkeypatch.setattr(states, "publish_state", publish_state)
 
     async def commit_once_waited_for() -> None:
-        await eventually(lambda: transition.is_waited_for(db))
+        # Long: the catalogue's whole start comes first, on a loaded machine too.
+        await eventually(lambda: transition.is_waited_for(db), timeout=120)
         await commit_and_publish()
 
     committer = asyncio.create_task(commit_once_waited_for())
     try:
         catalog = await make_catalog()
-        await asyncio.wait_for(transition.committed.wait(), 10)
+        await asyncio.wait_for(transition.committed.wait(), 120)
     finally:
         async with moving:  # the move, if begun, is over, committed and published
             committer.cancel()
-        await asyncio.gather(committer, return_exceptions=True)
+        (outcome,) = await asyncio.gather(committer, return_exceptions=True)
         await transition.close()
+    if not isinstance(outcome, asyncio.CancelledError | None):
+        raise outcome  # the committer's own failure, not a timeout it would cause above
 
     after = await in_database(db, petition_id)
     assert after.status == to

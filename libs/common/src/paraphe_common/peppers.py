@@ -65,13 +65,14 @@ def signer_key_for(
     """The signer key a petition is signed with, from a signer token's claims.
 
     A 401 problem when the token carries no key of the petition's version (issued before that
-    version was configured): signing in again gives one. A 503 when the token carries a key
-    per version and this service has no schedule: auth-gateway is rotating and intake was not
+    version was configured): signing in again gives one. A 503 when the token carries keys of
+    several versions and this service has no schedule: auth-gateway is rotating and intake was not
     told (deployed out of order); the token's subject, the new version's key, would let
     everyone sign today's petitions a second time.
     """
+    keys = claims.extra.get(KEYS_CLAIM)
     if not schedule:
-        if KEYS_CLAIM in claims.extra:
+        if isinstance(keys, dict) and len(keys) > 1:
             _say_schedule_missing()
             raise Problem(
                 503,
@@ -81,7 +82,6 @@ def signer_key_for(
             )
         return claims.subject
     version = pepper_version_for(petition.closes_at if petition else None, schedule)
-    keys = claims.extra.get(KEYS_CLAIM)
     if isinstance(keys, dict):
         key = keys.get(version)
         if isinstance(key, str) and key:
@@ -98,7 +98,7 @@ def signer_key_for(
 
 @functools.cache
 def _say_schedule_missing() -> None:
-    """Once a process: the refusals themselves show as 503s in the signing metrics."""
+    """Once a process: the refusals themselves show as 503s in the HTTP metrics."""
     log.error(
         "a signer token carries keys of several pepper versions and this service has no "
         "PARAPHE_SIGNER_PEPPER_SCHEDULE: signing refused until it has auth-gateway's"

@@ -114,7 +114,7 @@ class StatesPass:
             """
             SELECT id, status, extract(epoch FROM closes_at)::float8 AS closes_at
             FROM catalog.petitions
-            WHERE $1::uuid IS NULL OR id > $1
+            WHERE id > coalesce($1::uuid, '00000000-0000-0000-0000-000000000000')
             ORDER BY id
             LIMIT $2
             """,
