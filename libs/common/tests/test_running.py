@@ -36,24 +36,3 @@ async def test_a_loop_that_failed_reports_its_failure_at_the_end() -> None:
     with pytest.raises(RuntimeError, match="the loop broke"):
         async with running(broken(), "broken"):
             await asyncio.sleep(0)
-
-
-async def test_a_cancellation_of_the_block_while_it_waits_for_the_work_goes_on_up() -> None:
-    """A shutdown cancelling the cleanup itself is not swallowed with the work's own end."""
-
-    async def slow_to_end() -> None:
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            await asyncio.sleep(10)  # still ending when the block's task is cancelled
-            raise
-
-    async def block() -> None:
-        async with running(slow_to_end(), "slow-to-end"):
-            await asyncio.sleep(0)
-
-    outer = asyncio.create_task(block())
-    await asyncio.sleep(0.05)  # the block has ended and waits for the work
-    outer.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await outer

@@ -43,19 +43,14 @@ CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 @contextlib.asynccontextmanager
 async def running(work: Coroutine[Any, Any, None], name: str) -> AsyncIterator[None]:
     """``work`` as a task while the block lasts (a service's loop, between a cleanup context's
-    start and its end): cancelled, and awaited, when the block ends. A cancellation of the
-    block's own task, while it waits, goes on up."""
+    start and its end): cancelled, and awaited, when the block ends."""
     task = asyncio.create_task(work, name=name)
     try:
         yield
     finally:
         task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
 
 
 POSTGRES = web.AppKey("postgres_pool", asyncpg.Pool)
