@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -182,16 +183,14 @@ async def test_the_oldest_event_ages_while_the_outbox_pass_hangs_and_goes_out_af
         signing_period_months=6,
         thresholds=(100_000, 500_000),
     )
-    # A session that keeps the petition's row locked and never ends (a stuck transaction, an
-    # operator's psql left open): the pass waits on the lock, as it would on a PostgreSQL that
-    # stopped answering, and nothing it does after that point runs.
+    # A session that keeps the petitions table locked against row locks and never ends (a
+    # stuck migration, an operator's psql left open): the pass waits on the lock, as it would
+    # on a PostgreSQL that stopped answering, and nothing it does after that point runs.
     blocker = await asyncpg.connect(migrated_database)
     try:
         stuck = blocker.transaction()
         await stuck.start()
-        await blocker.execute(
-            "SELECT 1 FROM catalog.petitions WHERE id = $1 FOR UPDATE", petition_id
-        )
+        await blocker.execute("LOCK TABLE catalog.petitions IN EXCLUSIVE MODE")
         catalog = await make_catalog(outbox_publish_timeout=1)
         # What operators are paged on goes on growing while the pass hangs...
         await eventually(lambda: _oldest_reported_over(catalog, 0))
@@ -222,3 +221,129 @@ async def _timeouts_reported_over(catalog: Client, passes: int) -> bool:
         if family.name == "petition_catalog_outbox_timeouts":
             return sum(s.value for s in family.samples if s.name.endswith("_total")) > passes
     return False
+
+
+async def _decide_unpublished(db: asyncpg.Pool, petition_id: uuid.UUID, decision: str) -> uuid.UUID:
+    """A transition committed by a process that died before publishing it; its event's id."""
+    if decision == "reject":
+        chosen = lifecycle.Decision(
+            uuid.uuid4(),
+            "reject",
+            "marie",
+            reason_code="doublon",
+            reason="Une pétition identique est déjà ouverte.",
+        )
+    elif decision == "publish":
+        chosen = lifecycle.Decision(uuid.uuid4(), "publish", "marie", committee="lois")
+    else:
+        chosen = lifecycle.Decision(
+            uuid.uuid4(),
+            "take-down",
+            "marie",
+            reason_code="publicite",
+            reason="Le texte fait la promotion d'un produit.",
+        )
+    outcome = await lifecycle.decide(
+        db, petition_id, chosen, signing_period_months=6, thresholds=(100_000, 500_000)
+    )
+    (event_id,) = outcome.event_ids
+    return event_id
+
+
+async def _published(db: asyncpg.Pool, event_id: uuid.UUID) -> bool:
+    return bool(
+        await db.fetchval(
+            "SELECT published_at IS NOT NULL FROM catalog.events WHERE id = $1", event_id
+        )
+    )
+
+
+async def test_a_petition_locked_for_good_holds_up_its_own_events_and_no_others(
+    make_catalog: MakeCatalog,
+    add_petition: AddPetition,
+    nats_client: NatsClient,
+    db: asyncpg.Pool,
+    migrated_database: str,
+) -> None:
+    stuck_petition = await add_petition("submitted")
+    other_petition = await add_petition("submitted")
+    stuck_event = await _decide_unpublished(db, stuck_petition, "reject")
+    other_event = await _decide_unpublished(db, other_petition, "reject")  # written after
+    # A session that keeps one petition's row locked and never ends (a transaction whose
+    # client vanished, an operator's psql left open).
+    blocker = await asyncpg.connect(migrated_database)
+    try:
+        stuck = blocker.transaction()
+        await stuck.start()
+        await blocker.execute(
+            "SELECT 1 FROM catalog.petitions WHERE id = $1 FOR UPDATE", stuck_petition
+        )
+        catalog = await make_catalog(outbox_publish_timeout=1)
+        # The other petition's event goes out, and its state reaches intake's bucket...
+        await eventually(lambda: _published(db, other_event))
+        state = await catalog.app[BUCKET].get(str(other_petition))
+        assert PetitionState.decode(state.value or b"").status == "rejected"
+        # ...no pass is given up waiting for the lock...
+        await asyncio.sleep(1.5)
+        assert not await _timeouts_reported_over(catalog, 0)
+        # ...and the locked one waits, what operators are paged on growing meanwhile.
+        assert not await _published(db, stuck_event)
+        await eventually(lambda: _oldest_reported_over(catalog, 1))
+        await stuck.rollback()
+    finally:
+        await blocker.close()
+    await eventually(lambda: _published(db, stuck_event))
+    assert await events_in_stream(nats_client, "rejected") == 2
+    await eventually(lambda: _oldest_reported_is(catalog, 0))
+
+
+async def _kinds_in_stream_order(nats_client: NatsClient, petition_id: uuid.UUID) -> list[str]:
+    """The kinds of a petition's events, in the order JetStream stored them."""
+    jetstream = nats_client.jetstream()
+    info = await jetstream.stream_info(PETITION_EVENTS)
+    kinds = []
+    for sequence in range(info.state.first_seq, info.state.last_seq + 1):
+        message = await jetstream.get_msg(PETITION_EVENTS, sequence)
+        body = json.loads(message.data or b"{}")
+        if body["petition_id"] == str(petition_id):
+            kinds.append(body["kind"])
+    return kinds
+
+
+async def test_a_petitions_events_go_out_in_order_when_another_publishing_holds_the_first(
+    make_catalog: MakeCatalog,
+    add_petition: AddPetition,
+    nats_client: NatsClient,
+    db: asyncpg.Pool,
+    migrated_database: str,
+) -> None:
+    petition_id = await add_petition("submitted")
+    first = await _decide_unpublished(db, petition_id, "publish")
+    second = await _decide_unpublished(db, petition_id, "take-down")
+    witness_petition = await add_petition("submitted")
+    witness = await _decide_unpublished(db, witness_petition, "reject")  # written last
+    # Another replica in the middle of publishing the first event: it holds the event's row
+    # and shares the petition's, as the outbox's own query does; the second event is free.
+    other_replica = await asyncpg.connect(migrated_database)
+    try:
+        publishing = other_replica.transaction()
+        await publishing.start()
+        await other_replica.execute(
+            """
+            SELECT 1 FROM catalog.events e JOIN catalog.petitions p ON p.id = e.petition_id
+            WHERE e.id = $1
+            FOR UPDATE OF e FOR SHARE OF p
+            """,
+            first,
+        )
+        await make_catalog()
+        # Once the witness, written after both, is out, the pass has been past the second.
+        await eventually(lambda: _published(db, witness))
+        await asyncio.sleep(0.5)  # a few more passes
+        assert not await _published(db, second), "the take-down went out before the publication"
+        await publishing.rollback()  # the other replica died: its batch goes to the next pass
+    finally:
+        await other_replica.close()
+    await eventually(lambda: _none_left(db))
+    assert await _kinds_in_stream_order(nats_client, petition_id) == ["published", "hidden"]
+    assert await _published(db, first)

@@ -214,3 +214,31 @@ async def test_a_restart_writes_only_the_states_the_bucket_does_not_hold(
 
 async def _is(value: Awaitable[object], expected: object) -> bool:
     return await value == expected
+
+
+async def test_a_petition_locked_for_good_holds_up_no_other_state_at_start(
+    make_catalog: MakeCatalog,
+    add_petition: AddPetition,
+    db: asyncpg.Pool,
+    migrated_database: str,
+) -> None:
+    # The bucket lost: neither state is in it.
+    locked = await add_petition("published")
+    other = await add_petition("published")
+    # A session that keeps one petition's row locked and never ends.
+    blocker = await asyncpg.connect(migrated_database)
+    try:
+        stuck = blocker.transaction()
+        await stuck.start()
+        await blocker.execute("SELECT 1 FROM catalog.petitions WHERE id = $1 FOR UPDATE", locked)
+        catalog = await make_catalog(outbox_publish_timeout=1)
+        bucket = catalog.app[states.BUCKET]
+        expected_other = await in_database(db, other)
+        await eventually(lambda: _is(held(bucket, other), expected_other))
+        await asyncio.sleep(1.5)  # the pass gives up waiting and tries again, and again
+        assert await held(bucket, locked) is None
+        await stuck.rollback()
+    finally:
+        await blocker.close()
+    expected_locked = await in_database(db, locked)
+    await eventually(lambda: _is(held(bucket, locked), expected_locked))

@@ -9,7 +9,10 @@ pass; JetStream recognises the message id within its dedupe window, and subscrib
 the event id beyond it.
 
 While a row is being published its petition's row is share-locked, so no transition can commit
-between reading the state and writing it to the bucket: the bucket never goes back in time.
+between reading the state and writing it to the bucket: the bucket never goes back in time. A
+petition whose row is locked (a transition in flight, which publishes after its commit; a
+session that never ends) is passed over, not waited for: the other petitions' events go on,
+and each petition's events still go out in the order they were written.
 
 Neither publishing nor watching the outbox can hang for good. A publishing that takes longer
 than its timeout (a lock that is never released, a PostgreSQL that stops answering) is given up
@@ -24,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import asyncpg
 import nats.errors
@@ -34,6 +37,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from paraphe_common.petition_states import PetitionState, publish_state
 from paraphe_common.streams import petition_event_subject
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    Connection = PoolConnectionProxy[asyncpg.Record]
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +99,39 @@ class OutboxMetrics:
         return self._oldest_age_read + (time.monotonic() - self._read_at)
 
 
+async def _in_order(connection: Connection, rows: list[asyncpg.Record]) -> list[asyncpg.Record]:
+    """The rows of a batch that can go now without passing an earlier event of their petition.
+
+    A row is taken only if its petition's row could be share-locked at once (a transition in
+    flight, or a lock never released, holds it), and only if no other publishing holds it. So
+    a batch may lack a petition's earliest waiting event and hold a later one: it was locked
+    when the scan came to it, or another replica is publishing it. While the batch holds its
+    petitions' share locks none of them can gain an event; each keeps, of its waiting events,
+    those before the first one the batch does not hold.
+    """
+    if not rows:
+        return rows
+    waiting = await connection.fetch(
+        """
+        SELECT id, petition_id FROM catalog.events
+        WHERE published_at IS NULL AND petition_id = ANY($1::uuid[])
+        ORDER BY sequence
+        """,
+        list({row["petition_id"] for row in rows}),
+    )
+    held = {row["id"] for row in rows}
+    stopped: set[object] = set()
+    ready: set[object] = set()
+    for event in waiting:
+        if event["petition_id"] in stopped:
+            continue
+        if event["id"] in held:
+            ready.add(event["id"])
+        else:
+            stopped.add(event["petition_id"])
+    return [row for row in rows if row["id"] in ready]
+
+
 class EventPublisher:
     def __init__(
         self,
@@ -136,11 +177,11 @@ class EventPublisher:
                 ORDER BY e.sequence
                 LIMIT $1
                 FOR UPDATE OF e SKIP LOCKED
-                FOR SHARE OF p
+                FOR SHARE OF p SKIP LOCKED
                 """,
                 BATCH,
             )
-            for row in rows:
+            for row in await _in_order(connection, rows):
                 try:
                     await self._jetstream.publish(
                         petition_event_subject(row["kind"]),

@@ -1,10 +1,5 @@
 """Every change to a petition: one transaction each, with its history row and its event.
 
-if TYPE_CHECKING:
-    from asyncpg.pool import PoolConnectionProxy
-
-    Connection = PoolConnectionProxy[asyncpg.Record]
-
 A transition locks the petition's row, checks the move is allowed from the status it finds,
 writes the new status, a row in ``catalog.transitions`` and the event in the outbox
 (``catalog.events``), and commits. The events are published after the commit (events.py).

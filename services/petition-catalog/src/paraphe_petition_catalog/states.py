@@ -13,9 +13,11 @@ holds no row. Skipping a petition unlocked is safe: the bucket held its current 
 was read, and since then either no transition committed, so every write was that state again,
 or one did, and its event, in the outbox, writes the state after it.
 
-A batch not done within the outbox's timeout (a row lock never released) is rolled back and
-tried again after the outbox's interval; the catalogue starts once the first attempt is over,
-done or not, and a pass left unfinished goes on in the background.
+A petition whose row is locked when its batch comes (a transition in flight, a session that
+never ends) is passed over, so that one lock does not hold up every petition after it, and
+waited for once every other batch is done. A batch, or that wait, not done within the outbox's
+timeout is rolled back and tried again after the outbox's interval; the catalogue starts once
+the first attempt is over, done or not, and a pass left unfinished goes on in the background.
 """
 
 from __future__ import annotations
@@ -44,6 +46,13 @@ BUCKET = web.AppKey("petitions_bucket", KeyValue)
 BATCH: Final = 500
 # Seconds the reading of the bucket may wait for its next entry.
 READ_TIMEOUT: Final = 10.0
+# The states of some petitions, their rows share-locked: the outbox's lock.
+_LOCKED_STATES: Final = """
+    SELECT id, status, extract(epoch FROM closes_at)::float8 AS closes_at
+    FROM catalog.petitions
+    WHERE id = ANY($1::uuid[])
+    ORDER BY id
+    FOR SHARE"""
 _EXPECTED_ERRORS: Final = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
@@ -87,6 +96,7 @@ class StatesPass:
         self._timeout = timeout
         self._held: dict[str, PetitionState | None] | None = None
         self._after: uuid.UUID | None = None  # the last petition done, in id order
+        self._passed_over: set[uuid.UUID] = set()  # locked when their batch came
         self.read = 0
         self.written = 0
 
@@ -107,7 +117,21 @@ class StatesPass:
                     )
                 raise
             if not read:
-                return
+                break
+        while self._passed_over:
+            deadline = asyncio.timeout(self._timeout)
+            try:
+                async with deadline:
+                    await self._write(sorted(self._passed_over), self._held, wait=True)
+            except TimeoutError:
+                if deadline.expired():
+                    log.warning(
+                        "%d petitions stayed locked for more than %.0f s: their states wait",
+                        len(self._passed_over),
+                        self._timeout,
+                    )
+                raise
+            self._passed_over.clear()
 
     async def _batch(self, held: dict[str, PetitionState | None]) -> int:
         rows = await self._pool.fetch(
@@ -125,26 +149,20 @@ class StatesPass:
             return 0
         stale = [row["id"] for row in rows if held.get(str(row["id"])) != _state(row)]
         if stale:
-            self.written += await self._write(stale, held)
+            await self._write(stale, held, wait=False)
         self.read += len(rows)
         self._after = rows[-1]["id"]
         return len(rows)
 
     async def _write(
-        self, petition_ids: list[uuid.UUID], held: dict[str, PetitionState | None]
-    ) -> int:
-        """Write the states of these petitions, under the outbox's lock; how many were written."""
+        self, petition_ids: list[uuid.UUID], held: dict[str, PetitionState | None], *, wait: bool
+    ) -> None:
+        """Write the states of these petitions under the outbox's lock: waiting for it, or
+        passing over those whose row is locked now, to come back to them at the end."""
         written = 0
         async with self._pool.acquire() as connection, connection.transaction():
             rows = await connection.fetch(
-                """
-                SELECT id, status, extract(epoch FROM closes_at)::float8 AS closes_at
-                FROM catalog.petitions
-                WHERE id = ANY($1::uuid[])
-                ORDER BY id
-                FOR SHARE
-                """,
-                petition_ids,
+                _LOCKED_STATES if wait else _LOCKED_STATES + " SKIP LOCKED", petition_ids
             )
             for row in rows:
                 state = _state(row)
@@ -152,7 +170,10 @@ class StatesPass:
                     continue  # moved meanwhile to what the bucket holds
                 await publish_state(self._bucket, str(row["id"]), state)
                 written += 1
-        return written
+        # Counted once committed: a batch rolled back is written again.
+        self.written += written
+        if not wait:
+            self._passed_over.update(set(petition_ids) - {row["id"] for row in rows})
 
 
 async def _run_to_the_end(states: StatesPass, first_attempt: asyncio.Event, retry: float) -> None:
