@@ -82,6 +82,11 @@ def postgres(settings: PostgresSettings) -> CleanupContext:
                 min_size=settings.database_pool_min_size,
                 max_size=settings.database_pool_max_size,
                 timeout=settings.database_connect_timeout,
+                server_settings={
+                    "idle_in_transaction_session_timeout": str(
+                        round(settings.database_idle_in_transaction_timeout * 1000)
+                    )
+                },
             )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DependencyUnavailable("PostgreSQL", endpoint, exc) from exc

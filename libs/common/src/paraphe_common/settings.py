@@ -70,6 +70,10 @@ class PostgresSettings(BaseSettings):
     database_pool_min_size: int = Field(default=1, ge=0)
     database_pool_max_size: int = Field(default=10, ge=1)
     database_connect_timeout: float = Field(default=5.0, gt=0)
+    # Seconds a session may sit in an open transaction waiting for its client before the server
+    # ends it: a client gone (a node cut off, a process frozen) cannot hold its row locks for
+    # good. Far above the longest wait inside the services' transactions (the outbox's publish).
+    database_idle_in_transaction_timeout: float = Field(default=60.0, ge=1)
 
 
 def _holds_certificates(path: Path) -> Path:
