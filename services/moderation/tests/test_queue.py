@@ -281,3 +281,48 @@ async def test_a_submission_delivered_after_its_publication_is_not_left_open(
     [item] = await eventually(lambda: queue_of(moderation, token, query))
     assert item["resolution"] == "published"
     assert await queue_of(moderation, token, f"petition_id={petition_id}") == []
+
+
+async def test_a_take_down_ends_the_follow_up_of_its_petition(
+    moderation: Client,
+    publish_event: PublishEvent,
+    staff_token: IssueStaffToken,
+    eventually: Eventually,
+) -> None:
+    petition_id = str(uuid.uuid4())
+    await publish_event("threshold-reached", petition_id, threshold=100_000, signatures=100_000)
+    secretariat = staff_token("committee-secretariat")
+    query = f"kind=follow-up&petition_id={petition_id}"
+    await eventually(lambda: queue_of(moderation, secretariat, query))
+    # The catalogue records no follow-up step for a petition taken down: nothing is left to do.
+    await publish_event("hidden", petition_id, status="hidden", reason_code="publicite")
+    [item] = await eventually(lambda: queue_of(moderation, secretariat, f"status=resolved&{query}"))
+    assert item["resolution"] == "hidden"
+    assert await queue_of(moderation, secretariat, query) == []
+
+
+async def test_a_threshold_reached_after_the_take_down_leaves_nothing_to_follow(
+    moderation: Client,
+    publish_event: PublishEvent,
+    set_petition_state: Any,
+    staff_token: IssueStaffToken,
+    eventually: Eventually,
+) -> None:
+    petition_id = str(uuid.uuid4())
+    await set_petition_state(petition_id, "hidden")
+
+    async def known_hidden() -> bool:
+        # Once moderation's view of the states knows it (a report is then refused as such).
+        answer = await moderation.post(
+            "/api/moderation/reports", json={"petition_id": petition_id, "reason_code": "?"}
+        )
+        return bool(answer.status == 409)
+
+    await eventually(known_hidden)
+    # Signatures taken before the take-down, counted after it.
+    await publish_event("threshold-reached", petition_id, threshold=100_000, signatures=100_000)
+    secretariat = staff_token("committee-secretariat")
+    query = f"kind=follow-up&petition_id={petition_id}"
+    [item] = await eventually(lambda: queue_of(moderation, secretariat, f"status=resolved&{query}"))
+    assert item["resolution"] == "hidden"
+    assert await queue_of(moderation, secretariat, query) == []

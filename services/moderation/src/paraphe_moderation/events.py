@@ -3,7 +3,9 @@
 - ``submitted``: an admissibility review item, with the committee the text suggests;
 - ``threshold-reached`` (from the counter): a follow-up item for the committee secretariat;
 - ``published``, ``rejected``, ``hidden``, ``closed``: the petition's open items that the event
-  settles are resolved. When such an item carries a decision sent to the catalog but never
+  settles are resolved; a take-down ends the committee's follow-up too (the catalogue records
+  no step for a petition taken down), so it resolves a follow-up item, and a threshold reached
+  by a petition already taken down makes one born resolved. When such an item carries a decision sent to the catalog but never
   confirmed (the catalog applied it and its answer was lost), its audit row is written now.
 
 Each message is handled in one transaction and acknowledged after the commit; an event seen
@@ -59,7 +61,7 @@ _LAST_BACKOFF: Final = 5.0
 SETTLES: Final = {
     "published": ((REVIEW,), "published"),
     "rejected": ((REVIEW,), "rejected"),
-    "hidden": ((REVIEW, REPORT), "hidden"),
+    "hidden": ((REVIEW, REPORT, FOLLOW_UP), "hidden"),
     "closed": ((REPORT,), "closed"),
 }
 # A petition in one of these states has had its admissibility decided.
@@ -190,7 +192,14 @@ class EventHandler:
             title=title or "",
             details={"threshold": threshold, "signatures": signatures},
         )
-        return "added" if added else "duplicate"
+        if not added:
+            return "duplicate"
+        # Reached by signatures taken before a take-down, counted after it: nothing to follow.
+        state = self._states.get(petition_id) if self._states is not None else None
+        if state is not None and state.status == "hidden":
+            await store.close_items(connection, petition_id, [FOLLOW_UP], "hidden")
+            return "already-settled"
+        return "added"
 
     async def _settled(
         self, connection: store.Connection, petition_id: str, kind: str, body: Mapping[str, Any]
