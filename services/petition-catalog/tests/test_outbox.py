@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -38,6 +39,19 @@ async def eventually(condition: Callable[[], Awaitable[bool]], timeout: float = 
             return
         await asyncio.sleep(0.1)
     raise AssertionError("the condition did not hold in time")
+
+
+@contextlib.asynccontextmanager
+async def session_holding(database_url: str, query: str, *args: object) -> AsyncIterator[None]:
+    """A session that takes locks with ``query`` and keeps its transaction open until the block
+    ends (a client gone, a psql left open, another replica in the middle of its work)."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute("BEGIN")
+        await connection.execute(query, *args)
+        yield
+    finally:
+        await connection.close()  # the transaction, and its locks, end with the session
 
 
 async def unpublished(db: asyncpg.Pool) -> int:
@@ -138,20 +152,7 @@ async def test_events_a_crash_left_behind_are_published_at_start(
 ) -> None:
     petition_id = await add_petition("submitted")
     # A transition committed by a process that died before publishing anything.
-    outcome = await lifecycle.decide(
-        db,
-        petition_id,
-        lifecycle.Decision(
-            uuid.uuid4(),
-            "reject",
-            "marie",
-            reason_code="doublon",
-            reason="Une pétition identique est déjà ouverte.",
-        ),
-        signing_period_months=6,
-        thresholds=(100_000, 500_000),
-    )
-    assert len(outcome.event_ids) == 1
+    await _decide_unpublished(db, petition_id, "reject")
     await ensure_petition_events_stream(nats_client.jetstream())
     assert await events_in_stream(nats_client, "rejected") == 0
     catalog = await make_catalog()
@@ -169,28 +170,11 @@ async def test_the_oldest_event_ages_while_the_outbox_pass_hangs_and_goes_out_af
     migrated_database: str,
 ) -> None:
     petition_id = await add_petition("submitted")
-    # A transition committed by a process that died before publishing it.
-    await lifecycle.decide(
-        db,
-        petition_id,
-        lifecycle.Decision(
-            uuid.uuid4(),
-            "reject",
-            "marie",
-            reason_code="doublon",
-            reason="Une pétition identique est déjà ouverte.",
-        ),
-        signing_period_months=6,
-        thresholds=(100_000, 500_000),
-    )
+    await _decide_unpublished(db, petition_id, "reject")
     # A session that keeps the petitions table locked against row locks and never ends (a
     # stuck migration, an operator's psql left open): the pass waits on the lock, as it would
     # on a PostgreSQL that stopped answering, and nothing it does after that point runs.
-    blocker = await asyncpg.connect(migrated_database)
-    try:
-        stuck = blocker.transaction()
-        await stuck.start()
-        await blocker.execute("LOCK TABLE catalog.petitions IN EXCLUSIVE MODE")
+    async with session_holding(migrated_database, "LOCK TABLE catalog.petitions IN EXCLUSIVE MODE"):
         catalog = await make_catalog(outbox_publish_timeout=1)
         # What operators are paged on goes on growing while the pass hangs...
         await eventually(lambda: _oldest_reported_over(catalog, 0))
@@ -200,9 +184,6 @@ async def test_the_oldest_event_ages_while_the_outbox_pass_hangs_and_goes_out_af
         # ...and the pass, given up after its timeout, is counted and tried again.
         await eventually(lambda: _timeouts_reported_over(catalog, 1))
         assert await unpublished(db) == 1
-        await stuck.rollback()
-    finally:
-        await blocker.close()
     await eventually(lambda: _none_left(db))
     assert await events_in_stream(nats_client, "rejected") == 1
     state = await catalog.app[BUCKET].get(str(petition_id))
@@ -271,13 +252,11 @@ async def test_a_petition_locked_for_good_holds_up_its_own_events_and_no_others(
     other_event = await _decide_unpublished(db, other_petition, "reject")  # written after
     # A session that keeps one petition's row locked and never ends (a transaction whose
     # client vanished, an operator's psql left open).
-    blocker = await asyncpg.connect(migrated_database)
-    try:
-        stuck = blocker.transaction()
-        await stuck.start()
-        await blocker.execute(
-            "SELECT 1 FROM catalog.petitions WHERE id = $1 FOR UPDATE", stuck_petition
-        )
+    async with session_holding(
+        migrated_database,
+        "SELECT 1 FROM catalog.petitions WHERE id = $1 FOR UPDATE",
+        stuck_petition,
+    ):
         catalog = await make_catalog(outbox_publish_timeout=1)
         # The other petition's event goes out, and its state reaches intake's bucket...
         await eventually(lambda: _published(db, other_event))
@@ -289,9 +268,6 @@ async def test_a_petition_locked_for_good_holds_up_its_own_events_and_no_others(
         # ...and the locked one waits, what operators are paged on growing meanwhile.
         assert not await _published(db, stuck_event)
         await eventually(lambda: _oldest_reported_over(catalog, 1))
-        await stuck.rollback()
-    finally:
-        await blocker.close()
     await eventually(lambda: _published(db, stuck_event))
     assert await events_in_stream(nats_client, "rejected") == 2
     await eventually(lambda: _oldest_reported_is(catalog, 0))
@@ -324,26 +300,21 @@ async def test_a_petitions_events_go_out_in_order_when_another_publishing_holds_
     witness = await _decide_unpublished(db, witness_petition, "reject")  # written last
     # Another replica in the middle of publishing the first event: it holds the event's row
     # and shares the petition's, as the outbox's own query does; the second event is free.
-    other_replica = await asyncpg.connect(migrated_database)
-    try:
-        publishing = other_replica.transaction()
-        await publishing.start()
-        await other_replica.execute(
-            """
-            SELECT 1 FROM catalog.events e JOIN catalog.petitions p ON p.id = e.petition_id
-            WHERE e.id = $1
-            FOR UPDATE OF e FOR SHARE OF p
-            """,
-            first,
-        )
+    async with session_holding(
+        migrated_database,
+        """
+        SELECT 1 FROM catalog.events e JOIN catalog.petitions p ON p.id = e.petition_id
+        WHERE e.id = $1
+        FOR UPDATE OF e FOR SHARE OF p
+        """,
+        first,
+    ):
         await make_catalog()
         # Once the witness, written after both, is out, the pass has been past the second.
         await eventually(lambda: _published(db, witness))
         await asyncio.sleep(0.5)  # a few more passes
         assert not await _published(db, second), "the take-down went out before the publication"
-        await publishing.rollback()  # the other replica died: its batch goes to the next pass
-    finally:
-        await other_replica.close()
+    # The other replica died: its batch goes to the next pass.
     await eventually(lambda: _none_left(db))
     assert await _kinds_in_stream_order(nats_client, petition_id) == ["published", "hidden"]
     assert await _published(db, first)
