@@ -4,7 +4,7 @@ erased a period after their last petition ended; only published names stay."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -12,6 +12,7 @@ import pytest
 
 import paraphe_petition_catalog
 from paraphe_common.migrations import upgrade
+from paraphe_petition_catalog.authors import AuthorIdentity, record_author
 from paraphe_petition_catalog.retention import (
     ANONYMOUS_FAMILY_NAME,
     ANONYMOUS_GIVEN_NAMES,
@@ -31,11 +32,14 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 async def author(pool: asyncpg.Pool, name: str, *, known_for: str = "3 years") -> str:
+    """An author who signed in once, ``known_for`` ago."""
     author_id = name.ljust(64, "0")[:64]
     await pool.execute(
         """
-        INSERT INTO catalog.authors (id, given_names, family_name, birthdate, email, created_at)
-        VALUES ($1, $2, 'Durand', '1980-04-02', $2 || '@example.fr', now() - $3::text::interval)
+        INSERT INTO catalog.authors (id, given_names, family_name, birthdate, email, created_at,
+            signed_in_at)
+        VALUES ($1, $2, 'Durand', '1980-04-02', $2 || '@example.fr',
+            now() - $3::text::interval, now() - $3::text::interval)
         """,
         author_id,
         name,
@@ -123,3 +127,43 @@ async def test_the_period_is_configuration(pool: asyncpg.Pool) -> None:
     assert await anonymise_authors_past_retention(pool, YEAR) == 0
     assert await anonymise_authors_past_retention(pool, timedelta(days=30)) == 1
     assert (await identity(pool, closed))["birthdate"] is None
+
+
+async def test_an_author_signing_in_again_is_kept_for_another_period(pool: asyncpg.Pool) -> None:
+    # First seen long ago, their petition ended long ago: due, until they come back.
+    returning = await author(pool, "ines")
+    await petition(pool, returning, "closed", ended="2 years", published=True)
+    await record_author(
+        pool,
+        returning,
+        AuthorIdentity(
+            given_names="Inès", family_name="Durand", birthdate="1980-04-02",
+            email="ines@example.fr",
+        ),
+    )  # fmt: skip
+    # Signed in to deposit a new petition: nothing of them may go before they write it.
+    assert await anonymise_authors_past_retention(pool, YEAR) == 0
+    assert await identity(pool, returning) == {
+        "given_names": "Inès", "family_name": "Durand", "birthdate": date(1980, 4, 2),
+        "email": "ines@example.fr", "gone": False,
+    }  # fmt: skip
+
+
+async def test_a_draft_written_within_the_period_keeps_its_author(pool: asyncpg.Pool) -> None:
+    writing = await author(pool, "noah")
+    await pool.execute(
+        """
+        INSERT INTO catalog.petitions (author_id, title, body, created_at, updated_at)
+        VALUES ($1, 'Une pétition assez longue', 'Un texte de pétition assez long pour passer.',
+            now() - interval '2 years', now() - interval '1 month')
+        """,
+        writing,
+    )
+    assert await anonymise_authors_past_retention(pool, YEAR) == 0
+    assert (await identity(pool, writing))["gone"] is False
+    await pool.execute(
+        "UPDATE catalog.petitions SET updated_at = now() - interval '13 months'"
+        " WHERE author_id = $1",
+        writing,
+    )
+    assert await anonymise_authors_past_retention(pool, YEAR) == 1

@@ -29,7 +29,8 @@ def _as_date(birthdate: str) -> date | None:
 
 
 async def record_author(pool: asyncpg.Pool, author_id: str, identity: AuthorIdentity) -> None:
-    """Create the author, or refresh their identity at each sign-in (names can change)."""
+    """Create the author, or refresh their identity at each sign-in (names can change): the
+    retention period starts again."""
     await pool.execute(
         """
         INSERT INTO catalog.authors (id, given_names, family_name, birthdate, email)
@@ -39,6 +40,7 @@ async def record_author(pool: asyncpg.Pool, author_id: str, identity: AuthorIden
             family_name = EXCLUDED.family_name,
             birthdate = EXCLUDED.birthdate,
             email = EXCLUDED.email,
+            signed_in_at = now(),
             anonymised_at = NULL
         """,
         author_id,

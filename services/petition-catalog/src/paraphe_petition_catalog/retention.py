@@ -2,8 +2,9 @@
 
 The catalogue keeps what FranceConnect gave about an author (names, birth date, email) to
 show their petitions and let staff reach them. Once none of their petitions is open any more
-(none submitted or published, no draft started within the period) and nothing has happened
-to any of them for ``PARAPHE_AUTHOR_RETENTION_DAYS`` (a year by default), the job:
+(none submitted or published, no draft written within the period), nothing has happened to any
+of them and the author has not signed in for ``PARAPHE_AUTHOR_RETENTION_DAYS`` (a year by
+default), the job:
 
 - erases the birth date and the email;
 - keeps the names only when a petition of theirs was published (they were public, and the
@@ -43,8 +44,8 @@ ANONYMOUS_FAMILY_NAME: Final = "anonymisé"
 class RetentionSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
 
-    # Days an author's identity is kept after the last thing that happened to their
-    # petitions, once none is open any more.
+    # Days an author's identity is kept after their last sign-in and the last thing that
+    # happened to their petitions, once none is open any more.
     author_retention_days: int = Field(default=365, ge=1)
     # Seconds between two retention passes.
     retention_interval: float = Field(default=3600.0, gt=0)
@@ -54,18 +55,18 @@ _ANONYMISE: Final = f"""
 WITH due AS (
     SELECT a.id FROM catalog.authors a
     WHERE a.anonymised_at IS NULL
-      AND a.created_at < now() - $1::interval
+      AND a.signed_in_at < now() - $1::interval
       AND NOT EXISTS (
           SELECT 1 FROM catalog.petitions p
           WHERE p.author_id = a.id
             AND (p.status IN ('submitted', 'published')
-                 OR (p.status = 'draft' AND p.created_at >= now() - $1::interval))
+                 OR (p.status = 'draft' AND p.updated_at >= now() - $1::interval))
       )
       AND NOT EXISTS (
           SELECT 1 FROM catalog.petitions p JOIN catalog.transitions t ON t.petition_id = p.id
           WHERE p.author_id = a.id AND t.at >= now() - $1::interval
       )
-    ORDER BY a.created_at
+    ORDER BY a.signed_in_at
     LIMIT {BATCH}
     FOR UPDATE OF a SKIP LOCKED
 )
