@@ -5,8 +5,9 @@
 - ``published``, ``rejected``, ``hidden``, ``closed``: the petition's open items that the event
   settles are resolved; a take-down ends the committee's follow-up too (the catalogue records
   no step for a petition taken down), so it resolves a follow-up item, and a threshold reached
-  by a petition already taken down makes one born resolved. When such an item carries a decision sent to the catalog but never
-  confirmed (the catalog applied it and its answer was lost), its audit row is written now.
+  by a petition already taken down makes one born resolved. When such an item carries a
+  decision sent to the catalog but never confirmed (the catalog applied it and its answer was
+  lost), its audit row is written now.
 
 Each message is handled in one transaction and acknowledged after the commit; an event seen
 twice (redelivery) finds its item already made (``source_event_id`` is unique) or resolved.
