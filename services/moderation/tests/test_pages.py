@@ -6,6 +6,7 @@ import html
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from html import unescape
 from typing import Any
 
 from aiohttp import web
@@ -352,6 +353,20 @@ async def test_unreadable_or_oversized_forms_get_a_french_page_not_a_500(
     )
     assert huge.status == 413
     assert "text/html" in huge.headers["Content-Type"]
+    for content_type, body in (
+        ("application/x-www-form-urlencoded; charset=nope", b"reason_code=other"),
+        (
+            "multipart/form-data; boundary=XX",
+            b'--XX\r\nContent-Disposition: form-data; name="message"\r\n'
+            b"Content-Transfer-Encoding: x-bogus\r\n\r\nbonjour\r\n--XX--\r\n",
+        ),
+    ):
+        unreadable = await moderation.post(
+            "/moderation/signaler", data=body, headers={**headers, "Content-Type": content_type}
+        )
+        assert unreadable.status == 400, content_type
+        assert "text/html" in unreadable.headers["Content-Type"]
+        assert "pas lisible" in unescape(await unreadable.text())
 
 
 def test_ages_read_as_people_say_them() -> None:

@@ -132,6 +132,22 @@ async def test_malformed_bodies_are_refused_without_a_500(moderation: Client) ->
         url, data=b"[" + b"1," * 100_000 + b"1]", headers={"Content-Type": "application/json"}
     )
     assert huge.status == 413
+    unknown_charset = await moderation.post(
+        url, data=b"{}", headers={"Content-Type": "application/json; charset=nope"}
+    )
+    assert unknown_charset.status == 400
+    not_gzip = await moderation.post(
+        url,
+        data=b"{}",
+        # A connection of its own: aiohttp closes one whose request body it could not decode.
+        headers={
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+            "Connection": "close",
+        },
+    )
+    assert not_gzip.status == 400
+    assert not_gzip.content_type == "application/problem+json"
 
 
 async def test_a_client_sending_too_many_reports_is_told_to_wait(

@@ -71,6 +71,8 @@ async def test_no_one_else_may_record_an_identity(
         IDENTITY | {"birthdate": "14/03/1985"},
         IDENTITY | {"given_names": ""},
         IDENTITY | {"is_admin": True},
+        IDENTITY | {"given_names": "Chloé\u0000"},  # PostgreSQL refuses NUL: not a 500
+        IDENTITY | {"family_name": "Martin\nDupont"},
         "not an object",
     ],
 )

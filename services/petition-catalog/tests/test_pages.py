@@ -526,6 +526,21 @@ async def test_submitting_a_draft_submits_what_its_fields_hold_saved_or_not(
         uuid.UUID(path.rsplit("/", 1)[1]),
     )
     assert event == "Pour des bancs publics dans chaque square"
+    # A double click sends it twice: the second is told it is submitted, and nothing changes.
+    again = await catalog.post(
+        f"{path}/soumettre", data=on_screen, headers={**me, "Origin": ORIGIN},
+        allow_redirects=False,
+    )  # fmt: skip
+    assert again.status == 303
+    assert again.headers["Location"] == submitted.headers["Location"]
+    events = "SELECT count(*) FROM catalog.events WHERE kind = 'submitted' AND petition_id = $1"
+    assert await db.fetchval(events, uuid.UUID(path.rsplit("/", 1)[1])) == 1
+    # Another text, from a tab left open, cannot change what moderation reads.
+    other_tab = await catalog.post(
+        f"{path}/soumettre", data=saved, headers={**PAGE, **me, "Origin": ORIGIN},
+        allow_redirects=False,
+    )  # fmt: skip
+    assert other_tab.status == 409
 
 
 async def test_a_draft_whose_fields_are_wrong_is_neither_saved_nor_submitted(
@@ -862,3 +877,93 @@ async def test_accessibility_and_personal_data_are_said_from_every_page(catalog:
     assert "<h1>Déclaration d'accessibilité</h1>" in accessibility
     data = await (await catalog.get("/donnees-personnelles", headers=PAGE)).text()
     assert "Seuls vos nom et prénoms sont publiés" in data
+
+
+MULTIPART_BOGUS_ENCODING = (
+    b'--XX\r\nContent-Disposition: form-data; name="title"\r\n'
+    b"Content-Transfer-Encoding: x-bogus\r\n\r\nUne petition\r\n--XX--\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "content_encoding", "body"),
+    [
+        pytest.param(
+            "application/x-www-form-urlencoded; charset=nope", None, b"a=1", id="unknown-charset"
+        ),
+        pytest.param(
+            "application/x-www-form-urlencoded", "gzip", b"not gzip at all", id="not-gzip"
+        ),
+        pytest.param(
+            "multipart/form-data; boundary=XX", None, MULTIPART_BOGUS_ENCODING, id="bogus-part"
+        ),
+    ],
+)
+async def test_a_form_that_cannot_be_read_is_a_french_400_page_on_every_form(
+    catalog: Client,
+    authors: tuple[str, str],
+    tokens: Tokens,
+    add_petition: AddPetition,
+    db: asyncpg.Pool,
+    content_type: str,
+    content_encoding: str | None,
+    body: bytes,
+) -> None:
+    petition = await add_petition()
+    # A connection each: aiohttp closes one whose request body it could not decode.
+    headers = {**PAGE, "Origin": ORIGIN, "Content-Type": content_type, "Connection": "close"}
+    if content_encoding:
+        headers["Content-Encoding"] = content_encoding
+    for path, who in (
+        (f"/petitions/{petition}/signature", {}),  # public: nobody signed in
+        ("/mon-espace/petitions", tokens.author(authors[0])),
+    ):
+        response = await catalog.post(path, data=body, headers={**headers, **who})
+        assert response.status == 400, (path, await response.text())
+        assert response.content_type == "text/html"
+        assert "pas pu être lu" in unescape(await response.text())
+    assert await drafts(db) == 0
+
+
+@pytest.mark.parametrize(
+    ("title", "body", "said"),
+    [
+        pytest.param(
+            "Une pétition\u2028sur deux lignes", "Un texte assez long ici.",
+            "Titre : doit tenir sur une seule ligne.", id="line-separator",
+        ),
+        pytest.param(
+            "Une pétition\x85sur deux lignes", "Un texte assez long ici.",
+            "Titre : contient des caractères invisibles qui ne sont pas admis.", id="nel",
+        ),
+        pytest.param(
+            "Une pétition assez longue", "Un texte \x9b qui commande le terminal.",
+            "Texte : contient des caractères invisibles qui ne sont pas admis.", id="c1",
+        ),
+        pytest.param(
+            "\u200b" * 10, "Un texte assez long ici.",
+            "Titre : ne contient ni lettre ni chiffre.", id="invisible-title",
+        ),
+        pytest.param(
+            "Une pétition assez longue", "\u200b" * 20,
+            "Texte : ne contient ni lettre ni chiffre.", id="invisible-body",
+        ),
+    ],
+)  # fmt: skip
+async def test_a_text_that_would_show_other_than_typed_is_refused_in_french(
+    catalog: Client,
+    authors: tuple[str, str],
+    tokens: Tokens,
+    db: asyncpg.Pool,
+    title: str,
+    body: str,
+    said: str,
+) -> None:
+    response = await catalog.post(
+        "/mon-espace/petitions",
+        data={"title": title, "body": body},
+        headers={**tokens.author(authors[0]), "Origin": ORIGIN},
+    )
+    assert response.status == 422
+    assert said in unescape(await response.text())
+    assert await drafts(db) == 0

@@ -162,10 +162,15 @@ def problem_page(
     )
 
 
+UNREADABLE_BODY = "Le contenu envoyé n'a pas pu être lu : son encodage n'est pas celui annoncé."
+
+
 def problem_for(request: web.Request, exc: BaseException) -> web.StreamResponse:
     """The problem answer for what a handler raised; redirects and the like are re-raised."""
     if isinstance(exc, Problem):
         return exc.response(request)
+    if isinstance(exc, web.RequestPayloadError):  # a body not in its announced encoding
+        return Problem(400, UNREADABLE_BODY, kind="unreadable-body").response(request)
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
             raise exc

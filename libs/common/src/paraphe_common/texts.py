@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 from typing import Final
 
-# C0 control characters other than tab and line breaks, DEL, and lone surrogates (JSON can
+# C0 control characters other than tab and line breaks, DEL, the C1 controls (NEL among
+# them: a line break some programs honour and others do not), and lone surrogates (JSON can
 # escape them, UTF-8 cannot hold them): PostgreSQL refuses NUL, and none belongs in a petition.
-CONTROL_CHARACTERS: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+CONTROL_CHARACTERS: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def has_control_characters(text: str) -> bool:

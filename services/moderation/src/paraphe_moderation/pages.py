@@ -17,6 +17,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from paraphe_common import follow_up
+from paraphe_common.bodies import read_form
 from paraphe_common.petition_states import PETITION_STATES
 from paraphe_common.problems import Problem
 from paraphe_common.site import require_same_origin, setup_site
@@ -111,11 +112,8 @@ def _check_origin(request: web.Request) -> None:
     require_same_origin(request, request.app[PUBLIC_ORIGIN])
 
 
-async def _form(request: web.Request) -> MultiDictProxy[str | bytes | Any]:
-    try:
-        return await request.post()
-    except (ValueError, UnicodeDecodeError):
-        raise Problem(400, "Le formulaire envoyé n'est pas lisible.") from None
+async def _form(request: web.Request) -> MultiDictProxy[Any]:
+    return await read_form(request, "Le formulaire envoyé n'est pas lisible.")
 
 
 def _fields(form: MultiDictProxy[Any], names: tuple[str, ...]) -> dict[str, str]:

@@ -124,7 +124,7 @@ async def json_body(request: web.Request) -> Any:
         raise Problem(415, "Envoyez un objet JSON (application/json).")
     try:
         return await request.json()
-    except ValueError:  # malformed JSON or invalid UTF-8
+    except (ValueError, LookupError):  # malformed JSON, invalid UTF-8, an unknown charset
         raise Problem(400, "Le corps de la requête n'est pas du JSON valide.") from None
 
 

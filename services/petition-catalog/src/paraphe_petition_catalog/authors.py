@@ -8,17 +8,19 @@ from datetime import date
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 
+from paraphe_petition_catalog.inputs import Line
+
 AUTHOR_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
 class AuthorIdentity(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
-    given_names: str = Field(min_length=1, max_length=200)
-    family_name: str = Field(min_length=1, max_length=200)
+    given_names: Line = Field(min_length=1, max_length=200)
+    family_name: Line = Field(min_length=1, max_length=200)
     # FranceConnect may send "00" for an unknown day or month: kept as given, not as a date.
     birthdate: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
-    email: str | None = Field(default=None, max_length=320)
+    email: Line | None = Field(default=None, max_length=320)
 
 
 def _as_date(birthdate: str) -> date | None:

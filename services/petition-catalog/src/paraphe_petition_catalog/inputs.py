@@ -39,7 +39,8 @@ def _printable(value: str) -> str:
     return with_line_feeds(value)
 
 
-_LINE_BREAKS: Final = re.compile(r"[\n\r]")
+# Every line break Unicode has that a control character rule does not already refuse.
+_LINE_BREAKS: Final = re.compile(r"[\n\r\u2028\u2029]")
 
 
 def _one_line(value: str) -> str:
@@ -49,9 +50,17 @@ def _one_line(value: str) -> str:
     return value.replace("\t", " ")
 
 
+def _legible(value: str) -> str:
+    # Zero-width spaces and the like pass the lengths, and show nothing.
+    if not any(character.isalnum() for character in value):
+        raise ValueError("ne contient ni lettre ni chiffre")
+    return value
+
+
 Text = Annotated[str, AfterValidator(_printable)]
-Title = Annotated[Text, AfterValidator(_one_line), Field(min_length=10, max_length=200)]
-Body = Annotated[Text, Field(min_length=20, max_length=20_000)]
+Line = Annotated[Text, AfterValidator(_one_line)]
+Title = Annotated[Line, AfterValidator(_legible), Field(min_length=10, max_length=200)]
+Body = Annotated[Text, AfterValidator(_legible), Field(min_length=20, max_length=20_000)]
 CommitteeId = Annotated[str, Field(min_length=1, max_length=48)]
 
 

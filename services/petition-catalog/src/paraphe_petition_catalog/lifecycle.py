@@ -257,9 +257,14 @@ async def submit(
 
     ``changes``, the fields the author had on screen (the draft page's form), are written in
     the same transaction first: what is submitted is what they read, saved or not.
+
+    Submitting again what is already submitted (a double click, a retry after an answer lost)
+    changes nothing and is no error: the outcome says ``replayed``.
     """
     async with pool.acquire() as connection, connection.transaction():
         status = await _lock_authors_petition(connection, author_id, petition_id)
+        if status == SUBMITTED and await _holds(connection, petition_id, changes or {}):
+            return Outcome((), replayed=True)
         if status != DRAFT:
             raise TransitionRefused(status, "Seul un brouillon peut être soumis.")
         if changes:
@@ -285,6 +290,15 @@ async def submit(
             submitted_at=row["submitted_at"].isoformat(),
         )
     return Outcome((event_id,))
+
+
+async def _holds(connection: Connection, petition_id: uuid.UUID, fields: dict[str, Any]) -> bool:
+    """Whether the petition holds these values already."""
+    row = await connection.fetchrow(
+        "SELECT title, body, suggested_committee FROM catalog.petitions WHERE id = $1",
+        petition_id,
+    )
+    return row is not None and all(row[name] == value for name, value in fields.items())
 
 
 # --- moderation ----------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from yarl import URL
 
 from paraphe_common.app import request_id_headers
 from paraphe_common.auth import COOKIES, TOKEN_VERIFIER, presented_token
+from paraphe_common.bodies import read_form
 from paraphe_common.problems import Problem
 from paraphe_common.resources import REDIS, CleanupContext
 from paraphe_common.security import DEPOSIT, forwarded_for, limit_per_client
@@ -540,10 +541,7 @@ async def new_petition_page(request: web.Request) -> web.Response:
 async def _form(request: web.Request) -> dict[str, str]:
     """The posted form's text fields, from a page of the site; a 400 page if unreadable."""
     require_same_origin(request, request.app[SETTINGS].public_origin)
-    try:
-        form = await request.post()
-    except (ValueError, UnicodeDecodeError):
-        raise Problem(400, _INVALID_FORM, kind="invalid-form") from None
+    form = await read_form(request, _INVALID_FORM, kind="invalid-form")
     # Files have no place in these forms; only text fields are read.
     return {name: value for name, value in form.items() if isinstance(value, str)}
 
