@@ -131,6 +131,12 @@ async def test_status_filters_tell_open_from_closed_by_their_deadline(listed: Cl
     }
 
 
+async def test_an_empty_filter_is_no_filter(listed: Client) -> None:
+    everything = await titles(listed, "sort=newest")
+    emptied = "q=&status=&committee=&threshold=&page=&per_page=&sort=newest"
+    assert await titles(listed, emptied) == everything
+
+
 async def test_relevance_without_a_search_is_the_default_order(listed: Client) -> None:
     assert await titles(listed, "sort=relevance") == await titles(listed, "")
 

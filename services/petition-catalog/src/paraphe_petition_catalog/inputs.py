@@ -218,7 +218,7 @@ def invalid_parameter(name: str, reason: str) -> Problem:
 
 def int_parameter(request: web.Request, name: str, default: int | None, maximum: int) -> int | None:
     raw = request.query.get(name)
-    if raw is None:
+    if raw is None or raw == "":  # an empty field of a form: no filter
         return default
     if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= maximum:
         raise invalid_parameter(name, f"entier entre 1 et {maximum} attendu")
