@@ -293,17 +293,20 @@ async def test_the_author_reads_the_decision_and_its_reason(
 async def test_an_author_keeps_at_most_twenty_drafts_at_once(
     empty_catalog: Client, tokens: Tokens
 ) -> None:
-    created = [await (await create(empty_catalog, tokens)).json() for _ in range(20)]
-    refused = await create(empty_catalog, tokens)
+    def draft(n: int) -> dict[str, str]:
+        return DRAFT | {"title": f"{DRAFT['title']} ({n})"}  # the same twice is one draft
+
+    created = [await (await create(empty_catalog, tokens, draft(n))).json() for n in range(20)]
+    refused = await create(empty_catalog, tokens, draft(20))
     assert refused.status == 409
     assert (await refused.json())["type"] == "urn:paraphe:problem:too-many-drafts"
     assert (await create(empty_catalog, tokens, author=AUTHOR_B)).status == 201  # per author
     submit = f"/api/author/petitions/{created[0]['id']}/submit"
     assert (await empty_catalog.post(submit, headers=tokens.author())).status == 200
-    assert (await create(empty_catalog, tokens)).status == 201
+    assert (await create(empty_catalog, tokens, draft(21))).status == 201
     given_up = f"/api/author/petitions/{created[1]['id']}"
     assert (await empty_catalog.delete(given_up, headers=tokens.author())).status == 204
-    assert (await create(empty_catalog, tokens)).status == 201
+    assert (await create(empty_catalog, tokens, draft(22))).status == 201
 
 
 async def test_an_author_deletes_a_draft_but_nothing_submitted_nor_anyone_elses(

@@ -967,3 +967,26 @@ async def test_a_text_that_would_show_other_than_typed_is_refused_in_french(
     assert response.status == 422
     assert said in unescape(await response.text())
     assert await drafts(db) == 0
+
+
+async def test_a_deposit_sent_twice_at_once_makes_one_draft(
+    catalog: Client, authors: tuple[str, str], tokens: Tokens, db: asyncpg.Pool
+) -> None:
+    me = as_cookie(tokens.author(authors[0]))
+    form = {"title": "Pour des bancs publics", "body": "Des bancs dans chaque square, merci."}
+
+    async def deposit(fields: dict[str, str]) -> str:
+        response = await catalog.post(
+            "/mon-espace/petitions", data=fields, headers={**me, "Origin": ORIGIN},
+            allow_redirects=False,
+        )  # fmt: skip
+        assert response.status == 303
+        return response.headers["Location"]
+
+    # A double click: the same form twice, the second before the first is answered.
+    first, second = await asyncio.gather(deposit(form), deposit(form))
+    assert first == second
+    assert await drafts(db) == 1
+    # Another text is another draft.
+    await deposit({**form, "title": "Pour des bancs publics et des fontaines"})
+    assert await drafts(db) == 2

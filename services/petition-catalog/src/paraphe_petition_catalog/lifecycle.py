@@ -11,7 +11,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 import asyncpg
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 AUTHOR_ACTOR: Final = "author"
 # Drafts one author may keep at once: enough for real work, not for filling the database.
 MAX_DRAFTS_PER_AUTHOR: Final = 20
+# A deposit identical to one the author made this recently is that one again.
+TWIN_DRAFT_WINDOW: Final = timedelta(minutes=1)
 DEADLINE_ACTOR: Final = "deadline"
 # Petitions closed in one transaction by the deadline pass, which loops until none is left.
 CLOSE_BATCH: Final = 500
@@ -166,12 +168,33 @@ async def _transition(
 
 
 async def create_draft(pool: asyncpg.Pool, author_id: str, draft: Draft) -> uuid.UUID:
+    """A new draft; or, when the author deposited the very same one a moment ago (a double
+    click, a retry after an answer lost), that one."""
     async with pool.acquire() as connection, connection.transaction():
-        # The author's row locked, so two requests at once cannot both pass the limit.
+        # The author's row locked, so two requests at once cannot both pass the limit, nor
+        # both miss the twin.
         if not await connection.fetchval(
             "SELECT true FROM catalog.authors WHERE id = $1 FOR UPDATE", author_id
         ):
             raise UnknownAuthor(author_id)
+        twin: uuid.UUID | None = await connection.fetchval(
+            """
+            SELECT id FROM catalog.petitions
+            WHERE author_id = $1 AND status = $2 AND created_at > now() - $3::interval
+              AND title = $4 AND body = $5
+              AND suggested_committee IS NOT DISTINCT FROM $6
+            ORDER BY created_at DESC
+            LIMIT 1
+            """,
+            author_id,
+            DRAFT,
+            TWIN_DRAFT_WINDOW,
+            draft.title,
+            draft.body,
+            draft.suggested_committee,
+        )
+        if twin is not None:
+            return twin
         drafts = await connection.fetchval(
             "SELECT count(*) FROM catalog.petitions WHERE author_id = $1 AND status = $2",
             author_id,
