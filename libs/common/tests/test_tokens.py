@@ -95,6 +95,14 @@ def test_keys_can_be_rotated_by_publishing_both() -> None:
             ),
         ),
         ("garbage", "not-a-jwt"),
+        (
+            # 6 kB, as a cookie carries it: nested past the JSON parser's depth.
+            "a header nested too deep",
+            base64.urlsafe_b64encode(b"[" * 5_000).rstrip(b"=").decode()
+            + "."
+            + b64(claims())
+            + ".sig",
+        ),
     ],
 )
 def test_forged_or_unusable_tokens_are_refused(why: str, token: str) -> None:

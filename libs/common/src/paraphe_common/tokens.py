@@ -167,7 +167,8 @@ def hmac_payload(token: str, key: VerificationKey) -> dict[str, Any]:
         if not hmac.compare_digest(expected, _b64url_decode(signature)):
             raise InvalidToken("Signature verification failed.")
         payload = json.loads(_b64url_decode(payload_segment))
-    except (ValueError, binascii.Error) as exc:  # UnicodeError and JSONDecodeError among them
+    # UnicodeError and JSONDecodeError among them; a payload nested too deep, signed, all the same.
+    except (ValueError, binascii.Error, RecursionError) as exc:
         raise InvalidToken("malformed token") from exc
     if not isinstance(payload, dict):
         raise InvalidToken("Invalid payload string: must be a json object")
@@ -287,7 +288,9 @@ class TokenVerifier:
             return signing_key
         try:
             header = json.loads(_b64url_decode(header_segment))
-        except (ValueError, binascii.Error):
+        # Read before any signature is checked: a header nested deeper than the parser goes
+        # (6 kB, within a cookie) is anyone's to send.
+        except (ValueError, binascii.Error, RecursionError):
             raise InvalidToken("malformed token") from None
         if not isinstance(header, dict):
             raise InvalidToken("malformed token")
