@@ -70,12 +70,15 @@ class FakeCatalog:
     # moderation before the answer does.
     on_applied: Callable[[str, str], Awaitable[None]] | None = None
     url: str = ""
+    bodies: dict[str, str] = field(default_factory=dict)  # a petition's text, when not the usual
 
     def petition(self, petition_id: str) -> dict[str, Any]:
         return {
             "id": petition_id,
             "title": "Une pétition du catalogue",
-            "body": "Le texte de la pétition, tel que le catalogue le garde.",
+            "body": self.bodies.get(
+                petition_id, "Le texte de la pétition, tel que le catalogue le garde."
+            ),
             "status": self.statuses[petition_id],
             "committee": None,
             "author": {"given_names": "Camille", "family_name": "Durand"},

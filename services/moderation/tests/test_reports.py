@@ -132,6 +132,10 @@ async def test_malformed_bodies_are_refused_without_a_500(moderation: Client) ->
         url, data=b"[" + b"1," * 100_000 + b"1]", headers={"Content-Type": "application/json"}
     )
     assert huge.status == 413
+    nested = await moderation.post(
+        url, data=b"[" * 5_000 + b"]" * 5_000, headers={"Content-Type": "application/json"}
+    )
+    assert nested.status == 400
     unknown_charset = await moderation.post(
         url, data=b"{}", headers={"Content-Type": "application/json; charset=nope"}
     )

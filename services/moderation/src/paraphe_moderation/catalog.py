@@ -74,7 +74,7 @@ class Catalog:
                 json=body,
                 headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
             ) as answer:
-                data = await answer.content.read(_MAX_ANSWER_BYTES)
+                data = await _whole(answer)
                 status = answer.status
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             log.warning("the catalog did not answer %s %s: %r", method, path, exc)
@@ -91,6 +91,17 @@ class Catalog:
         if status != 200:
             raise CatalogRefused(status, document)
         return document
+
+
+async def _whole(answer: aiohttp.ClientResponse) -> bytes:
+    """The answer's body, to its end (``read(n)`` gives what has arrived so far); an answer
+    beyond ``_MAX_ANSWER_BYTES`` is no answer the catalog gives."""
+    data = bytearray()
+    while chunk := await answer.content.read(_MAX_ANSWER_BYTES + 1 - len(data)):
+        data += chunk
+        if len(data) > _MAX_ANSWER_BYTES:
+            raise aiohttp.ClientPayloadError(f"an answer of more than {_MAX_ANSWER_BYTES} bytes")
+    return bytes(data)
 
 
 CATALOG = web.AppKey("catalog", Catalog)

@@ -122,9 +122,10 @@ def queue_filters(request: web.Request) -> tuple[str | None, store.Status]:
 async def json_body(request: web.Request) -> Any:
     if request.content_type != "application/json":
         raise Problem(415, "Envoyez un objet JSON (application/json).")
+    # Malformed JSON, invalid UTF-8, an unknown charset, arrays nested past the parser's depth.
     try:
         return await request.json()
-    except (ValueError, LookupError):  # malformed JSON, invalid UTF-8, an unknown charset
+    except (ValueError, LookupError, RecursionError):
         raise Problem(400, "Le corps de la requête n'est pas du JSON valide.") from None
 
 
