@@ -104,6 +104,14 @@ async def test_answers_match_their_schemas(
         answer = await moderation.request(method, url, json=body, headers=headers)
         assert answer.status < 500, (url, await answer.text())
         assert_matches(await answer.json(), template, method, answer.status)
+    # A report sent with a site cookie and no Origin, as a form of another site would.
+    cross_site = await moderation.post(
+        "/api/moderation/reports",
+        json={"petition_id": str(uuid.uuid4()), "reason_code": "other"},
+        headers={"Cookie": "paraphe_signer=x"},
+    )
+    assert cross_site.status == 403
+    assert_matches(await cross_site.json(), "/api/moderation/reports", "post", 403)
 
 
 async def test_the_document_served_lists_the_configured_committees_and_reasons(
@@ -112,7 +120,9 @@ async def test_the_document_served_lists_the_configured_committees_and_reasons(
     committees = json.dumps([{"id": "lois", "name": "Commission des lois"}])
     reasons = json.dumps([{"code": "hors-sujet", "label": "Hors sujet."}])
     moderation = await start_moderation(
-        committees=parse_committees(committees), reason_codes=parse_reason_codes(reasons)
+        committees=parse_committees(committees),
+        reason_codes=parse_reason_codes(reasons),
+        report_message_max_length=280,
     )
     served = await (await moderation.get("/openapi.json")).json()
     [publish, reject, take_down, _] = served["components"]["schemas"]["ItemDecisionRequest"][
@@ -121,3 +131,5 @@ async def test_the_document_served_lists_the_configured_committees_and_reasons(
     assert publish["properties"]["committee"]["enum"] == ["lois"]
     assert reject["properties"]["reason_code"]["enum"] == ["hors-sujet"]
     assert take_down["properties"]["reason_code"]["enum"] == ["hors-sujet"]
+    report = served["components"]["schemas"]["ReportRequest"]
+    assert report["properties"]["message"]["maxLength"] == 280

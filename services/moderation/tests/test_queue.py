@@ -163,6 +163,21 @@ async def test_claim_next_hands_each_item_to_one_moderator(
     assert claimed.count(None) == 2
 
 
+async def test_a_double_click_on_take_the_oldest_claims_one_item(
+    moderation: Client, submit_petition: SubmitPetition, staff_token: IssueStaffToken
+) -> None:
+    for n in range(3):
+        await submit_petition(title=f"Pétition numéro {n}")
+    marie = staff_token("moderator", subject="marie")
+    url = "/api/moderation/queue/claim-next?kind=review"
+    answers = await asyncio.gather(*(moderation.post(url, headers=bearer(marie)) for _ in range(2)))
+    assert {(await a.json())["item"]["id"] for a in answers} == {
+        (await answers[0].json())["item"]["id"]
+    }
+    mine = await queue_of(moderation, marie, "kind=review")
+    assert [item["claimed_by"] for item in mine].count("marie") == 1
+
+
 async def test_a_claim_expires_and_another_moderator_may_take_the_item(
     start_moderation: StartModeration,
     submit_petition: SubmitPetition,

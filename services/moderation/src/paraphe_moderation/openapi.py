@@ -1,8 +1,9 @@
 """The OpenAPI 3.1 document of moderation's API, a file of the package kept true by a test.
 
-The file lists the default committees and reason codes; the document served lists the ones
-this deployment is configured with (``PARAPHE_COMMITTEES``, ``PARAPHE_REASON_CODES``), so that
-what it promises is what the service accepts.
+The file lists the default committees, reason codes and report length; the document served
+lists the ones this deployment is configured with (``PARAPHE_COMMITTEES``,
+``PARAPHE_REASON_CODES``, ``PARAPHE_REPORT_MESSAGE_MAX_LENGTH``), so that what it promises is
+what the service accepts.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def configured_document(settings: ModerationSettings) -> bytes:
                 properties["committee"]["enum"] = [c.id for c in settings.committees]
             if "reason_code" in properties:
                 properties["reason_code"]["enum"] = [r.code for r in settings.reason_codes]
+    message = schemas["ReportRequest"]["properties"]["message"]
+    message["maxLength"] = settings.report_message_max_length
     return json.dumps(served, ensure_ascii=False).encode()
 
 

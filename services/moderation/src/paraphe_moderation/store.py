@@ -280,11 +280,46 @@ async def claim(
     return QueueItem.from_row(row) if row is not None else None
 
 
+# The second of a double click on « take the oldest » comes within this many seconds.
+REPEATED_CLAIM_SECONDS: Final = 10.0
+# The first half of the two-key advisory locks that serialise one agent's « take the oldest ».
+_AGENT_LOCKS: Final = 0x6167
+
+
 async def claim_next(
     pool: asyncpg.Pool, kinds: Iterable[str], staff: Staff, lease_seconds: int
 ) -> QueueItem | None:
-    """The oldest free item of these kinds, claimed; rows others are locking are skipped."""
-    row = await pool.fetchrow(
+    """The oldest free item of these kinds, claimed; rows others are locking are skipped.
+
+    The same agent asking again at once (a double click) gets the item just claimed, not a
+    second one that would stay held away from colleagues for the lease.
+    """
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))", _AGENT_LOCKS, staff.subject
+        )
+        just_claimed = await connection.fetchrow(
+            f"""
+            SELECT {_ITEM_COLUMNS} FROM moderation.queue_items
+            WHERE kind = ANY($1::text[]) AND resolved_at IS NULL AND claimed_by = $2
+              AND claim_expires_at > now() + make_interval(secs => $3::float8 - $4::float8)
+            ORDER BY claim_expires_at DESC
+            LIMIT 1
+            """,  # noqa: S608 - a fixed column list
+            list(kinds),
+            staff.subject,
+            float(lease_seconds),
+            REPEATED_CLAIM_SECONDS,
+        )
+        if just_claimed is not None:
+            return QueueItem.from_row(just_claimed)
+        return await _claim_oldest(connection, kinds, staff, lease_seconds)
+
+
+async def _claim_oldest(
+    connection: Connection, kinds: Iterable[str], staff: Staff, lease_seconds: int
+) -> QueueItem | None:
+    row = await connection.fetchrow(
         f"""
         UPDATE moderation.queue_items
         SET claimed_by = $2, claimed_by_name = $3,
