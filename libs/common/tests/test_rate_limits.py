@@ -26,3 +26,18 @@ def test_the_least_recent_keys_are_forgotten_beyond_the_bound() -> None:
         assert buckets.retry_after(key) == 0
     assert buckets.retry_after("a") == 0  # forgotten, so it starts afresh
     assert buckets.retry_after("c") > 0
+
+
+def test_a_key_untouched_for_a_period_is_forgotten_and_starts_afresh() -> None:
+    clock = Clock()
+    buckets = TokenBuckets(2, 3600.0, clock=clock)
+    assert [buckets.retry_after("a hashed address") for _ in range(3)] == [0, 0, 1800]
+    clock.now += 1800
+    assert buckets.retry_after("another") == 0
+    assert len(buckets) == 2  # within the hour, both kept
+    clock.now += 1800
+    buckets.retry_after("another")
+    # An hour after its last attempt, nothing of the first is left in memory...
+    assert len(buckets) == 1
+    # ...and it gets what a full bucket gives, as it would have.
+    assert [buckets.retry_after("a hashed address") for _ in range(3)] == [0, 0, 1800]
