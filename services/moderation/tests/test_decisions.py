@@ -693,3 +693,92 @@ async def test_a_decision_that_does_not_fit_the_item_is_a_conflict(
     problem = await answer.json()
     assert problem["type"] == "urn:paraphe:problem:decision-not-for-this-item"
     assert problem["allowed"] == ["publish", "reject"]
+
+
+async def _reported_item(
+    moderation: Client,
+    staff_token: IssueStaffToken,
+    catalog: FakeCatalog,
+    set_petition_state: Any,
+    eventually: Eventually,
+) -> tuple[str, dict[str, Any], str]:
+    """A published petition reported once, its report item claimed by a moderator."""
+    petition_id = str(uuid.uuid4())
+    catalog.statuses[petition_id] = "published"
+    await set_petition_state(petition_id, "published")
+
+    async def reported() -> bool:
+        answer = await moderation.post(
+            "/api/moderation/reports", json={"petition_id": petition_id, "reason_code": "other"}
+        )
+        return answer.status == 202
+
+    await eventually(reported)  # once the state has reached moderation's view
+    marie = staff_token("moderator")
+    queue = f"/api/moderation/queue?kind=report&petition_id={petition_id}"
+    [item] = (await (await moderation.get(queue, headers=bearer(marie))).json())["items"]
+    await claimed(moderation, item, marie)
+    return petition_id, item, marie
+
+
+async def test_a_report_arriving_during_the_review_is_not_dismissed_unread(
+    moderation: Client,
+    staff_token: IssueStaffToken,
+    catalog: FakeCatalog,
+    set_petition_state: Any,
+    eventually: Eventually,
+) -> None:
+    petition_id, item, marie = await _reported_item(
+        moderation, staff_token, catalog, set_petition_state, eventually
+    )
+    # The page's dismissal says how many reports it showed.
+    page = await moderation.get(
+        f"/moderation/items/{item['id']}",
+        headers={"Cookie": f"paraphe_staff={marie}", "Accept": "text/html"},
+    )
+    assert '<input type="hidden" name="reports_seen" value="1">' in await page.text()
+    # Another citizen reports while the moderator reads the first one.
+    late = await moderation.post(
+        "/api/moderation/reports",
+        json={"petition_id": petition_id, "reason_code": "insulting", "message": "Injurieux."},
+    )
+    assert late.status == 202
+    decide = f"/api/moderation/items/{item['id']}/decision"
+    refused = await moderation.post(
+        decide, json={"decision": "dismiss", "reports_seen": 1}, headers=bearer(marie)
+    )
+    assert refused.status == 409
+    problem = await refused.json()
+    assert problem["type"] == "urn:paraphe:problem:new-reports"
+    assert problem["reports"] == 2
+    # Read, then dismissed: both.
+    dismissed = await moderation.post(
+        decide, json={"decision": "dismiss", "reports_seen": 2}, headers=bearer(marie)
+    )
+    assert dismissed.status == 200, await dismissed.text()
+
+
+async def test_a_take_down_left_unanswered_cannot_be_dismissed_unaudited(
+    moderation: Client,
+    staff_token: IssueStaffToken,
+    catalog: FakeCatalog,
+    set_petition_state: Any,
+    eventually: Eventually,
+    settings: Any,
+) -> None:
+    petition_id, item, marie = await _reported_item(
+        moderation, staff_token, catalog, set_petition_state, eventually
+    )
+    decide = f"/api/moderation/items/{item['id']}/decision"
+    take_down = {"decision": "take-down", "reason_code": "insulting", "reason": "Injurieux."}
+    catalog.failures, catalog.applies_then_fails = 1, True  # applied, its answer lost
+    lost = await moderation.post(decide, json=take_down, headers=bearer(marie))
+    assert lost.status == 503
+    assert catalog.statuses[petition_id] == "hidden"
+    refused = await moderation.post(decide, json={"decision": "dismiss"}, headers=bearer(marie))
+    assert refused.status == 409
+    assert (await refused.json())["type"] == "urn:paraphe:problem:decision-pending"
+    # Sent again, the take-down is recognised and audited.
+    again = await moderation.post(decide, json=take_down, headers=bearer(marie))
+    assert again.status == 200, await again.text()
+    assert [row["action"] for row in await audit_rows(settings)] == ["take-down"]

@@ -84,6 +84,8 @@ class Decision:
     reason: str | None = None
     step: str | None = None
     note: str | None = None
+    # Of a dismissal: how many reports the agent had before them; more since, and it waits.
+    reports_seen: int | None = None
 
     def catalog_body(self, decision_id: uuid.UUID) -> dict[str, Any]:
         body: dict[str, Any] = {"decision_id": str(decision_id), "decision": self.decision}
@@ -176,7 +178,23 @@ def read_decision(
                 "step", "Choisissez une étape du suivi.", allowed=list(follow_up.STEPS)
             )
         return Decision(kind, step=step, note=_text(document, "note", NOTE_MAX_LENGTH)), decision_id
-    return Decision(DISMISS, reason=_text(document, "reason", REASON_MAX_LENGTH)), decision_id
+    return Decision(
+        DISMISS,
+        reason=_text(document, "reason", REASON_MAX_LENGTH),
+        reports_seen=_count(document, "reports_seen"),
+    ), decision_id
+
+
+def _count(document: Mapping[str, Any], key: str) -> int | None:
+    """A count the form or the program sends: a whole number, as a number or as digits."""
+    value = document.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 9:
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9:
+        return value
+    raise invalid_field(key, "Nombre entier positif attendu.")
 
 
 def follow_up_refusal(
@@ -250,6 +268,28 @@ class Outcome:
         return {"decision": decision_document(self.decision), "petition": self.petition}
 
 
+def _refuse_unsure_dismissal(item: QueueItem, decision: Decision) -> None:
+    """A dismissal covers the reports its agent read: one that came after must be read first.
+    And it cannot follow a take-down sent to the catalog and never answered: the catalog may
+    have applied it, and the dismissal would leave it unaudited."""
+    if any(pending.get("decision") == TAKE_DOWN for pending in item.pending_decisions):
+        raise Problem(
+            409,
+            "Un retrait a été envoyé au catalogue sans réponse : il a peut-être été appliqué. "
+            "Renvoyez le retrait pour le savoir avant de classer sans suite.",
+            kind="decision-pending",
+        )
+    reports = int(item.details.get("reports", 0))
+    if decision.reports_seen is not None and reports > decision.reports_seen:
+        raise Problem(
+            409,
+            "De nouveaux signalements sont arrivés depuis l'ouverture de cette page : "
+            "lisez-les avant de classer sans suite.",
+            kind="new-reports",
+            reports=reports,
+        )
+
+
 class Decisions:
     def __init__(
         self,
@@ -312,6 +352,7 @@ class Decisions:
                     kind="not-claimed",
                 )
             if decision.decision == DISMISS:
+                _refuse_unsure_dismissal(item, decision)
                 entry = await self._record(
                     connection, item.petition_id, item, staff, decision, decision_id
                 )

@@ -315,7 +315,8 @@ async def decision_form(request: web.Request) -> web.Response:
     staff = staff_of(request)
     item = await _load_item(request, staff)
     form = _fields(
-        await _form(request), ("decision", "committee", "reason_code", "reason", "decision_id")
+        await _form(request),
+        ("decision", "committee", "reason_code", "reason", "decision_id", "reports_seen"),
     )
     ctx = context(request)
     try:
