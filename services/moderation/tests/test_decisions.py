@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import uuid
 from collections.abc import Awaitable, Callable
@@ -782,3 +783,71 @@ async def test_a_take_down_left_unanswered_cannot_be_dismissed_unaudited(
     again = await moderation.post(decide, json=take_down, headers=bearer(marie))
     assert again.status == 200, await again.text()
     assert [row["action"] for row in await audit_rows(settings)] == ["take-down"]
+
+
+async def test_a_step_whose_answer_was_lost_then_changed_is_audited_as_each_was_applied(
+    moderation: Client,
+    publish_event: PublishEvent,
+    staff_token: IssueStaffToken,
+    catalog: FakeCatalog,
+    eventually: Eventually,
+    settings: Any,
+) -> None:
+    petition_id = str(uuid.uuid4())
+    catalog.statuses[petition_id] = "published"
+    catalog.thresholds[petition_id] = [100_000]
+    paul = staff_token("committee-secretariat", subject="paul", name="Paul")
+    decide = f"/api/moderation/petitions/{petition_id}/decisions"
+    form_id = str(uuid.uuid4())  # the page's hidden decision id, kept when it is shown again
+    catalog.failures, catalog.applies_then_fails = 1, True  # applied, its answer lost
+    first = {"decision": "follow-up", "step": "rapporteur-appointed", "decision_id": form_id}
+    assert (await moderation.post(decide, json=first, headers=bearer(paul))).status == 503
+    # Shown again with the same id, Paul picks the next step instead.
+    changed = first | {"step": "examined-in-committee"}
+    answer = await moderation.post(decide, json=changed, headers=bearer(paul))
+    assert answer.status == 200, await answer.text()
+    assert catalog.follow_ups[petition_id] == ["rapporteur-appointed", "examined-in-committee"]
+    sent_ids = [call["decision_id"] for call in catalog.calls]
+    assert sent_ids[0] == form_id
+    assert sent_ids[1] != form_id  # the change is a decision of its own
+    # The first step's event, as the catalog publishes it, audits it.
+    await publish_event(
+        "followed-up", petition_id, status="published", step="rapporteur-appointed", note=None
+    )
+
+    async def both_audited() -> list[asyncpg.Record]:
+        rows = await audit_rows(settings)
+        return rows if len(rows) == 2 else []
+
+    rows = await eventually(both_audited)
+    audited = {str(row["decision_id"]): json.loads(row["details"])["step"] for row in rows}
+    assert audited == {form_id: "rapporteur-appointed", sent_ids[1]: "examined-in-committee"}
+    assert {row["actor"] for row in rows} == {"paul"}
+
+
+async def test_a_take_down_from_the_petition_page_whose_answer_was_lost_is_audited(
+    moderation: Client,
+    publish_event: PublishEvent,
+    staff_token: IssueStaffToken,
+    catalog: FakeCatalog,
+    eventually: Eventually,
+    settings: Any,
+) -> None:
+    petition_id = str(uuid.uuid4())
+    catalog.statuses[petition_id] = "published"
+    marie = staff_token("moderator", subject="marie", name="Marie")
+    catalog.failures, catalog.applies_then_fails = 1, True  # applied, its answer lost
+    take_down = {"decision": "take-down", "reason_code": "insulting", "reason": "Injurieux."}
+    lost = await moderation.post(
+        f"/api/moderation/petitions/{petition_id}/decisions", json=take_down, headers=bearer(marie)
+    )
+    assert lost.status == 503
+    await publish_event(
+        "hidden", petition_id, status="hidden", reason_code="insulting", reason="Injurieux."
+    )
+    [row] = await eventually(lambda: audit_rows(settings))
+    assert (row["action"], row["actor"], row["reason"]) == ("take-down", "marie", "Injurieux.")
+    assert str(row["decision_id"]) == catalog.calls[0]["decision_id"]
+    details = json.loads(row["details"])
+    assert details["actor_name"] == "Marie"
+    assert details["confirmed_by"].startswith("event ")

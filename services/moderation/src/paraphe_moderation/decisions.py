@@ -100,6 +100,17 @@ class Decision:
     def same_as(self, pending: Mapping[str, Any]) -> bool:
         return all(pending.get(key) == value for key, value in asdict(self).items())
 
+    def recorded_as(self, entry: AuditEntry) -> bool:
+        """Whether the audit row records this very decision (its kind and every value)."""
+        return (
+            entry.action == self.decision
+            and entry.reason == self.reason
+            and all(
+                entry.details.get(key) == getattr(self, key)
+                for key in ("committee", "reason_code", "step", "note")
+            )
+        )
+
 
 INVALID_DECISION: Final = "La décision n'est pas valide : corrigez les champs indiqués."
 
@@ -381,13 +392,42 @@ class Decisions:
     ) -> Outcome:
         """A decision on a petition itself: a take-down, a follow-up step."""
         require_role(staff, ROLES[decision.decision])
+        if chosen_id is not None and await self._changed_since(chosen_id, petition_id, decision):
+            chosen_id = None  # a change of mind after the first was recorded: one of its own
         decision_id = chosen_id or uuid.uuid4()
         if replayed := await self._replay(decision_id, token, decision, petition_id=petition_id):
             return replayed
+        async with self._pool.acquire() as connection, connection.transaction():
+            await store.lock_petition(connection, petition_id)  # as events do
+            sent = await store.pending_petition_decision(connection, decision_id)
+            if sent is not None and not (sent[0] == petition_id and decision.same_as(sent[1])):
+                # The same form sent again with other choices, after an answer lost: the first
+                # may have been applied, and its event will find it; this one is new.
+                decision_id = uuid.uuid4()
+            await store.add_pending_petition_decision(
+                connection,
+                petition_id,
+                asdict(decision) | {"decision_id": str(decision_id), "actor": staff.subject,
+                                    "actor_name": staff.name, "roles": sorted(staff.roles)},
+            )  # fmt: skip
         petition = await self._apply(None, token, decision, decision_id, petition_id)
         async with self._pool.acquire() as connection, connection.transaction():
             entry = await self._record(connection, petition_id, None, staff, decision, decision_id)
+            await store.drop_pending_petition_decisions(connection, [decision_id])
         return Outcome(entry, petition)
+
+    async def _changed_since(
+        self, decision_id: uuid.UUID, petition_id: uuid.UUID, decision: Decision
+    ) -> bool:
+        """Whether ``decision_id`` was recorded on this petition as a decision of this kind
+        with other values (the form sent again after an answer lost, its choices changed)."""
+        entry = await store.audit_entry(self._pool, decision_id)
+        return (
+            entry is not None
+            and entry.petition_id == petition_id
+            and entry.action == decision.decision
+            and not decision.recorded_as(entry)
+        )
 
     def _catalog_unavailable(self) -> Problem:
         self._metrics.catalog_failures.inc()
@@ -443,7 +483,9 @@ class Decisions:
         except CatalogUnavailable:
             raise self._catalog_unavailable() from None
         except CatalogRefused as refused:
-            if item is not None:
+            if item is None:  # refused, so not applied: no event will confirm it
+                await store.drop_pending_petition_decisions(self._pool, [decision_id])
+            else:
                 # Refused, so not applied: no event will confirm it.
                 await store.drop_pending_decision(self._pool, item.id, decision_id)
                 status = refused.problem.get("petition_status")
@@ -549,20 +591,61 @@ async def audit_confirmed(
     pending = confirmed_decision(item.pending_decisions, status, hint)
     if pending is None:
         return  # settled by another path: nothing of ours to confirm
+    await _audit_sent(connection, pending, item.petition_id, item, metrics, confirmed_by)
+
+
+async def audit_petition_decision_confirmed(
+    connection: store.Connection,
+    petition_id: uuid.UUID,
+    kind: str,
+    hint: Mapping[str, Any],
+    metrics: ModerationMetrics,
+    confirmed_by: str,
+) -> None:
+    """Audit the decision taken on the petition's page (``kind``: a take-down, a follow-up
+    step) that the catalog applied without our hearing of it; the event's ``hint`` (its reason
+    code, its step) tells which. Those of its kind left unconfirmed are let go once one is:
+    a petition is taken down once, and a step recorded once."""
+    sent = await store.pending_petition_decisions(connection, petition_id, kind)
+    telling = "step" if kind == FOLLOW_UP_DECISION else "reason_code"
+    exact = [p for p in sent if hint.get(telling) and p.get(telling) == hint.get(telling)]
+    if kind == FOLLOW_UP_DECISION and not exact:
+        return  # another step's event: this one's may still come
+    chosen = exact or sent
+    if not chosen:
+        return
+    await _audit_sent(connection, chosen[-1], petition_id, None, metrics, confirmed_by)
+    done = chosen if kind == FOLLOW_UP_DECISION else sent
+    await store.drop_pending_petition_decisions(
+        connection, [uuid.UUID(str(p["decision_id"])) for p in done]
+    )
+
+
+async def _audit_sent(
+    connection: store.Connection,
+    pending: Mapping[str, Any],
+    petition_id: uuid.UUID,
+    item: QueueItem | None,
+    metrics: ModerationMetrics,
+    confirmed_by: str,
+) -> None:
+    """The audit row of a decision sent to the catalog, from what was kept when it was sent."""
+    details = {
+        k: v
+        for k, v in pending.items()
+        if k not in {"decision", "reason", "actor", "decision_id"} and v is not None
+    }
+    if item is not None:
+        details["item_kind"] = item.kind
     appended = await store.append_audit(
         connection,
         actor=str(pending.get("actor", "")),
         action=str(pending["decision"]),
-        petition_id=item.petition_id,
+        petition_id=petition_id,
         reason=pending.get("reason"),
-        details={
-            k: v
-            for k, v in pending.items()
-            if k not in {"decision", "reason", "actor", "decision_id"} and v is not None
-        }
-        | {"item_kind": item.kind, "confirmed_by": confirmed_by},
+        details=details | {"confirmed_by": confirmed_by},
         decision_id=uuid.UUID(str(pending["decision_id"])),
-        item_id=item.id,
+        item_id=item.id if item is not None else None,
     )
     if appended:
         metrics.decisions.labels(str(pending["decision"])).inc()

@@ -32,6 +32,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError
 
+from paraphe_common import follow_up
 from paraphe_common.health import READINESS
 from paraphe_common.petition_states import PETITION_STATES, PetitionStates
 from paraphe_common.resources import JETSTREAM, POSTGRES, CleanupContext, DependencyUnavailable
@@ -43,7 +44,12 @@ from paraphe_common.streams import (
     ensure_petition_events_stream,
 )
 from paraphe_moderation import store
-from paraphe_moderation.decisions import audit_confirmed
+from paraphe_moderation.decisions import (
+    FOLLOW_UP_DECISION,
+    TAKE_DOWN,
+    audit_confirmed,
+    audit_petition_decision_confirmed,
+)
 from paraphe_moderation.metrics import MODERATION_METRICS, ModerationMetrics
 from paraphe_moderation.settings import ModerationSettings
 from paraphe_moderation.store import FOLLOW_UP, REPORT, REVIEW
@@ -65,6 +71,7 @@ SETTLES: Final = {
     "hidden": ((REVIEW, REPORT, FOLLOW_UP), "hidden"),
     "closed": ((REPORT,), "closed"),
 }
+FOLLOWED_UP: Final = "followed-up"
 # A petition in one of these states has had its admissibility decided.
 SETTLED_STATUSES: Final = frozenset({"published", "rejected", "hidden", "closed"})
 
@@ -133,7 +140,9 @@ class EventHandler:
                 return await self._threshold_reached(connection, petition_id, body)
             if kind in SETTLES:
                 return await self._settled(connection, petition_id, kind, body)
-        return "ignored"  # followed-up and events of no concern to the queue
+            if kind == FOLLOWED_UP:
+                return await self._followed_up(connection, petition_id, body)
+        return "ignored"  # events of no concern to the queue
 
     async def _submitted(
         self, connection: store.Connection, petition_id: str, body: Mapping[str, Any]
@@ -208,11 +217,29 @@ class EventHandler:
         kinds, resolution = SETTLES[kind]
         await store.lock_petition(connection, petition_id)  # see store.lock_petition
         closed = await store.close_items(connection, petition_id, kinds, resolution)
+        confirmed_by = f"event {_text(body, 'id')}"
         for item in closed:
-            await audit_confirmed(
-                connection, item, kind, body, self._metrics, f"event {_text(body, 'id')}"
+            await audit_confirmed(connection, item, kind, body, self._metrics, confirmed_by)
+        if kind == "hidden":  # a take-down from the petition's page, its answer lost
+            await audit_petition_decision_confirmed(
+                connection, uuid.UUID(petition_id), TAKE_DOWN, body, self._metrics, confirmed_by
             )
         return "settled" if closed else "nothing-open"
+
+    async def _followed_up(
+        self, connection: store.Connection, petition_id: str, body: Mapping[str, Any]
+    ) -> str:
+        """A step recorded by the catalog: audited if its answer was lost; one that ends the
+        matter resolves the follow-up items, whichever way it comes."""
+        await store.lock_petition(connection, petition_id)  # see store.lock_petition
+        step = _text(body, "step")
+        await audit_petition_decision_confirmed(
+            connection, uuid.UUID(petition_id), FOLLOW_UP_DECISION, body, self._metrics,
+            f"event {_text(body, 'id')}",
+        )  # fmt: skip
+        if step in follow_up.FINAL_STEPS:
+            await store.resolve_follow_ups(connection, uuid.UUID(petition_id), step)
+        return "recorded"
 
 
 class EventConsumer:

@@ -420,6 +420,53 @@ async def drop_pending_decision(
     )
 
 
+async def pending_petition_decision(
+    connection: Connection, decision_id: uuid.UUID
+) -> tuple[uuid.UUID, dict[str, Any]] | None:
+    """A decision on a petition sent and not confirmed: its petition and what it was."""
+    row = await connection.fetchrow(
+        "SELECT petition_id, decision FROM moderation.pending_petition_decisions"
+        " WHERE decision_id = $1",
+        decision_id,
+    )
+    return (row["petition_id"], json.loads(row["decision"])) if row is not None else None
+
+
+async def add_pending_petition_decision(
+    connection: Connection, petition_id: uuid.UUID, decision: Mapping[str, Any]
+) -> None:
+    await connection.execute(
+        "INSERT INTO moderation.pending_petition_decisions (decision_id, petition_id, decision)"
+        " VALUES ($1, $2, $3::jsonb) ON CONFLICT (decision_id) DO NOTHING",
+        uuid.UUID(str(decision["decision_id"])),
+        petition_id,
+        json.dumps(dict(decision)),
+    )
+
+
+async def pending_petition_decisions(
+    connection: Connection, petition_id: uuid.UUID, kind: str
+) -> list[dict[str, Any]]:
+    """The petition's decisions of this kind sent and not confirmed, oldest first."""
+    rows = await connection.fetch(
+        "SELECT decision FROM moderation.pending_petition_decisions"
+        " WHERE petition_id = $1 AND decision->>'decision' = $2 ORDER BY sent_at",
+        petition_id,
+        kind,
+    )
+    return [json.loads(row["decision"]) for row in rows]
+
+
+async def drop_pending_petition_decisions(
+    connection: Connection | asyncpg.Pool, decision_ids: Iterable[uuid.UUID]
+) -> None:
+    """Confirmed (audited), or refused by the catalog: no event will confirm them."""
+    await connection.execute(
+        "DELETE FROM moderation.pending_petition_decisions WHERE decision_id = ANY($1::uuid[])",
+        list(decision_ids),
+    )
+
+
 async def resolve_item(
     connection: Connection | asyncpg.Pool, item_id: uuid.UUID, resolution: str, resolved_by: str
 ) -> None:
