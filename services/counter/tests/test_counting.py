@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from pathlib import Path
 
 import asyncpg
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from paraphe_common.streams import COUNTER_CONSUMER, SIGNATURES
-from paraphe_devstack.servers import NatsServer
+from paraphe_counter import consumer, store
+from paraphe_counter.consumer import CONSUMER
+from paraphe_counter.reconciliation import RECONCILIATION
+from paraphe_devstack.servers import NatsServer, PostgresServer
 
 Client = TestClient[web.Request, web.Application]
 Sign = Callable[..., Awaitable[bytes]]
@@ -253,4 +261,122 @@ async def test_a_counter_stopped_while_postgresql_refuses_leaves_the_signatures_
     # Handed back at the stop, the batch goes to the next counter without waiting for the
     # acknowledgement wait (30 s) to run out.
     await start_counter()
+    await counted(petition, 2)
+
+
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command's name: state, parent, ..."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+
+
+def _children(parent: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int(_stat(int(entry.name))[1]) == parent:
+                    children.append(int(entry.name))
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # ended meanwhile
+    return children
+
+
+class Freeze:
+    """Every process of a PostgreSQL server stopped (SIGSTOP): its connections stay open and
+    nothing answers, as when a failover leaves the old address silent."""
+
+    def __init__(self, server: PostgresServer) -> None:
+        assert server.process is not None
+        self._postmaster = server.process.pid
+        self._stopped: list[int] = []
+
+    def freeze(self) -> None:
+        # The postmaster first, so that it forks no backend meanwhile; each backend leads a
+        # session of its own, so a signal to the postmaster's group would miss them.
+        self._stop(self._postmaster)
+        for child in _children(self._postmaster):
+            self._stop(child)
+        for pid in self._stopped:
+            with contextlib.suppress(FileNotFoundError):
+                while _stat(pid)[0] != "T":  # stopped for sure before any query is sent
+                    time.sleep(0.001)
+
+    def thaw(self) -> None:
+        for pid in self._stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self._stopped.clear()
+
+    @property
+    def frozen(self) -> bool:
+        return bool(self._stopped)
+
+    def _stop(self, pid: int) -> None:
+        with contextlib.suppress(ProcessLookupError):  # a backend ending meanwhile
+            os.kill(pid, signal.SIGSTOP)
+            self._stopped.append(pid)
+
+
+async def test_counting_goes_on_while_postgresql_is_silent(
+    counter: Client,
+    petition: str,
+    sign: Sign,
+    counted: Counted,
+    until: Until,
+    metric: Metric,
+    postgres_server: PostgresServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def reconciled() -> bool:
+        return counter.app[RECONCILIATION].passes >= 1
+
+    await until(reconciled)  # its pass at start is done: the counting loop alone reads below
+    signatures = counter.app[CONSUMER]
+    postgresql = Freeze(postgres_server)
+    monkeypatch.setattr(consumer, "SETTLE_TIMEOUT", 0.5)
+    monkeypatch.setattr(consumer, "STORE_TIMEOUT", 0.5)
+    # The first settle of the petition finds PostgreSQL silent: every process stopped as it
+    # asks.
+    record_thresholds_reached = store.record_thresholds_reached
+    silenced = asyncio.Event()
+
+    async def silent_once(
+        db: store.Queryable, thresholds: Sequence[int], petitions: Collection[str]
+    ) -> list[store.ThresholdReached]:
+        if not silenced.is_set() and petition in petitions:
+            silenced.set()
+            postgresql.freeze()
+        return await record_thresholds_reached(db, thresholds, petitions)
+
+    monkeypatch.setattr(store, "record_thresholds_reached", silent_once)
+    fetch = signatures._fetch
+    fetched_while_frozen: list[Msg] = []
+
+    async def watched_fetch() -> list[Msg]:
+        messages = await fetch()
+        if postgresql.frozen:
+            fetched_while_frozen.extend(messages)
+        return messages
+
+    monkeypatch.setattr(signatures, "_fetch", watched_fetch)
+
+    try:
+        await sign(petition)
+        async with asyncio.timeout(10):
+            await silenced.wait()
+        await sign(petition)
+
+        # The settle gives up in time, the loop takes the next batch from JetStream, and each
+        # try to store it gives up in time too.
+        async def later_batch_tried_again() -> bool:
+            failures = await metric(counter, "counter_batch_failures_total")
+            return bool(fetched_while_frozen) and failures >= 2
+
+        await until(later_batch_tried_again)
+        assert await metric(counter, "counter_settle_failures_total") >= 1
+    finally:
+        postgresql.thaw()
+        monkeypatch.undo()  # the usual timeouts: a loaded machine may need more than 0.5 s
+
+    # PostgreSQL answers again: the later batch is stored, and both settles complete.
     await counted(petition, 2)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 
 import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from asyncpg.pool import PoolConnectionProxy
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -141,9 +142,9 @@ async def test_a_threshold_crossed_during_a_blip_is_announced_without_waiting_fo
         counted_totals = store.counted_totals
 
         async def flaky_counted_totals(
-            pool: asyncpg.Pool, petitions: Collection[str]
+            db: store.Queryable, petitions: Collection[str]
         ) -> dict[str, int]:
-            totals = await counted_totals(pool, petitions)
+            totals = await counted_totals(db, petitions)
             if totals.get(petition, 0) >= 5:
                 blip_once()
             return totals
@@ -176,10 +177,12 @@ async def test_a_batch_whose_commit_went_through_unseen_is_settled_when_stored_a
     timed_out = fail_once(TimeoutError())
 
     async def committed_unseen(
-        pool: asyncpg.Pool, signatures: Iterable[Signature], shard: int
+        connection: PoolConnectionProxy[asyncpg.Record],
+        signatures: Iterable[Signature],
+        shard: int,
     ) -> store.StoredBatch:
-        stored = await store_batch(pool, signatures, shard)
-        if await store.counted_total(pool, petition) >= 5:
+        stored = await store_batch(connection, signatures, shard)
+        if await store.counted_total(connection, petition) >= 5:
             timed_out()
         return stored
 
@@ -195,3 +198,36 @@ async def test_a_batch_whose_commit_went_through_unseen_is_settled_when_stored_a
 
 async def _passed(counter: Client) -> bool:
     return counter.app[RECONCILIATION].passes >= 1
+
+
+async def test_a_threshold_recorded_unseen_is_announced_without_waiting_for_reconciliation(
+    counter: Client,
+    petition: str,
+    sign: Sign,
+    counted: Counted,
+    until: Until,
+    database: asyncpg.Connection,
+    announcements: list[Msg],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The threshold row is committed, then the connection drops before its answer arrives: no
+    # later insert returns the row, so only the rows left unpublished can announce it.
+    await until(lambda: _passed(counter))
+    record_thresholds_reached = store.record_thresholds_reached
+    answer_lost = fail_once(asyncpg.ConnectionDoesNotExistError("connection was closed"))
+
+    async def committed_answer_lost(
+        db: store.Queryable, thresholds: Sequence[int], petitions: Collection[str]
+    ) -> list[store.ThresholdReached]:
+        reached = await record_thresholds_reached(db, thresholds, petitions)
+        if reached:
+            answer_lost()
+        return reached
+
+    monkeypatch.setattr(store, "record_thresholds_reached", committed_answer_lost)
+    for _ in range(5):
+        await sign(petition)
+
+    await counted(petition, 5)
+    await until(lambda: all_published(database, 1))
+    assert [json.loads(message.data)["threshold"] for message in announcements] == [5]

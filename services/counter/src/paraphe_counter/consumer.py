@@ -9,9 +9,10 @@ While PostgreSQL is unavailable nothing is acknowledged: the signatures wait in 
 After each batch the loop settles the petitions it counted (every petition of a batch holding
 signatures stored already: a batch whose first commit was never settled): it records the
 thresholds their committed totals reached, publishes the threshold events, then raises their
-totals in Redis. A petition it could not settle (Redis or PostgreSQL away for a moment) is
-settled again a second later; an event recorded but not published is published by that next
-settle, whatever failed after the record.
+totals in Redis. A petition it could not settle (Redis or PostgreSQL away, or silent past
+SETTLE_TIMEOUT) is settled again a second later, the counting going on meanwhile; an event
+recorded but not published is published by that next settle, whatever failed after the
+record began (its commit's answer lost included).
 """
 
 from __future__ import annotations
@@ -61,8 +62,12 @@ log = logging.getLogger(__name__)
 ACK_WAIT_SECONDS: Final = 30.0
 # Messages delivered and not yet acknowledged, across every replica: several full batches.
 MAX_ACK_PENDING: Final = 20_000
-# Seconds a batch may spend in PostgreSQL before it is abandoned and tried again.
+# Seconds a batch may spend in PostgreSQL before its connection is closed and it is tried
+# again.
 STORE_TIMEOUT: Final = 10.0
+# Seconds the settle of the petitions counted may hold its PostgreSQL connection (thresholds,
+# their events) before the connection is closed and the settle left to the next one.
+SETTLE_TIMEOUT: Final = STORE_TIMEOUT
 # Seconds the loop has after a stop request to finish its batch before it is cancelled.
 STOP_TIMEOUT: Final = 15.0
 _FIRST_BACKOFF: Final = 0.1
@@ -229,8 +234,8 @@ class SignatureConsumer:
             # One shard per batch, chosen at random, spreads concurrent batches over the rows.
             shard = random.randrange(self._settings.count_shards)  # noqa: S311 - not a secret
             try:
-                async with asyncio.timeout(STORE_TIMEOUT):
-                    return await store.store_batch(self._pool, signatures, shard)
+                async with store.bounded_connection(self._pool, STORE_TIMEOUT) as connection:
+                    return await store.store_batch(connection, signatures, shard)
             except _POSTGRES_ERRORS as exc:
                 self._metrics.batch_failures.inc()
                 log.warning("cannot store a batch of signatures (%r); retrying", exc)
@@ -261,27 +266,32 @@ class SignatureConsumer:
             return
         petitions, self._unsettled = self._unsettled, set()
         settled = False
+        totals: dict[str, int] = {}
         try:
-            if petitions:
-                reached = await store.record_thresholds_reached(
-                    self._pool, self._settings.thresholds, petitions
-                )
-                if reached:
-                    # Committed, and no later insert returns them again: should anything
-                    # below fail, they are published by the next settle, not left to
-                    # reconciliation. Published before the Redis step, which cannot hold
-                    # them back.
-                    earlier = self._events_left_behind
-                    self._events_left_behind = True
-                    published = await self._events.publish(reached)
+            # A PostgreSQL gone silent (its processes stopped, an address a failover left
+            # behind) must not hold the counting loop.
+            async with store.bounded_connection(self._pool, SETTLE_TIMEOUT) as connection:
+                if petitions:
+                    # A row committed is returned by no later insert: until its event is
+                    # published, whatever fails (the commit's answer lost included), the next
+                    # settle publishes the rows left unpublished, not reconciliation.
+                    # Published before the Redis step, which cannot hold them back.
+                    earlier, self._events_left_behind = self._events_left_behind, True
+                    reached = await store.record_thresholds_reached(
+                        connection, self._settings.thresholds, petitions
+                    )
+                    published = await self._events.publish(connection, reached)
                     self._events_left_behind = earlier or not published
-            if self._events_left_behind:
-                self._events_left_behind = not await self._events.publish_unpublished()
-            if petitions:
-                totals = await store.counted_totals(self._pool, petitions)
-                await self._totals.raise_to(totals)
+                if self._events_left_behind:
+                    self._events_left_behind = not await self._events.publish_unpublished(
+                        connection
+                    )
+                if petitions:
+                    totals = await store.counted_totals(connection, petitions)
+            await self._totals.raise_to(totals)
             settled = True
         except (*_POSTGRES_ERRORS, *_REDIS_ERRORS) as exc:
+            self._metrics.settle_failures.inc()
             log.warning("cannot settle the counted petitions yet (%r)", exc)
         finally:
             if not settled:
@@ -361,7 +371,7 @@ def signature_consumer(settings: CounterSettings) -> CleanupContext:
             pool,
             jetstream,
             Totals(app[REDIS]),
-            ThresholdEvents(pool, jetstream, metrics),
+            ThresholdEvents(jetstream, metrics),
             metrics,
         )
         try:

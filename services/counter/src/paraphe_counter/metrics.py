@@ -65,6 +65,13 @@ class CounterMetrics:
             " their messages stay in JetStream meanwhile.",
             registry=registry,
         )
+        self.settle_failures = Counter(
+            "counter_settle_failures",
+            "Settles of counted petitions (thresholds, their events, Redis totals) that failed:"
+            " PostgreSQL or Redis unavailable, or PostgreSQL silent past the settle timeout."
+            " Their petitions are settled again a second later; counting goes on meanwhile.",
+            registry=registry,
+        )
         self.count_freshness = Histogram(
             "counter_count_freshness_seconds",
             "Time from a signature being stored by JetStream (just before intake answers 202)"

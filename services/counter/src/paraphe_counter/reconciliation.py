@@ -83,7 +83,7 @@ class Reconciliation:
         )
         if reached:
             log.warning("%d thresholds reached without their event; recorded now", len(reached))
-        published = await self._events.publish_unpublished()
+        published = await self._events.publish_unpublished(self._pool)
         self.passes += 1
         return Outcome(shards_repaired, redis_repaired, len(reached), published)
 
@@ -164,7 +164,7 @@ def periodic_reconciliation(settings: CounterSettings) -> CleanupContext:
             settings,
             pool,
             Totals(app[REDIS]),
-            ThresholdEvents(pool, app[JETSTREAM], metrics),
+            ThresholdEvents(app[JETSTREAM], metrics),
             metrics,
         )
         app[RECONCILIATION] = reconciliation

@@ -8,6 +8,7 @@ interleaves with a batch it would undo.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import zlib
@@ -27,9 +28,13 @@ COUNT_SHARDS_LOCK: Final = zlib.crc32(b"counter.count_shards")
 REPAIR_SHARD: Final = 0
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from asyncpg.pool import PoolConnectionProxy
 
     _Connection = PoolConnectionProxy[asyncpg.Record]
+    # Where a query runs: any connection of the pool, or one held (bounded_connection).
+    Queryable: TypeAlias = asyncpg.Pool | _Connection
 
 
 async def is_migrated(pool: asyncpg.Pool) -> bool:
@@ -44,6 +49,23 @@ async def is_migrated(pool: asyncpg.Pool) -> bool:
     except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError):
         return False
     return True
+
+
+@contextlib.asynccontextmanager
+async def bounded_connection(pool: asyncpg.Pool, seconds: float) -> AsyncIterator[_Connection]:
+    """A connection whose work must be over within ``seconds``: past them it is closed, and
+    whatever waits on it fails at once.
+
+    Cancelling a query is not enough: asyncpg waits for the server to acknowledge the
+    cancellation (and the ROLLBACK after it) before it gives the connection back, and a silent
+    server (its processes stopped, or an address a failover left behind) never does.
+    """
+    async with pool.acquire(timeout=seconds) as connection:
+        deadline = asyncio.get_running_loop().call_later(seconds, connection.terminate)
+        try:
+            yield connection
+        finally:
+            deadline.cancel()
 
 
 # ---- batches -------------------------------------------------------------------------------
@@ -65,7 +87,7 @@ NOTHING_STORED: Final = StoredBatch(frozenset(), {})
 
 
 async def store_batch(
-    pool: asyncpg.Pool, signatures: Iterable[Signature], shard: int
+    connection: _Connection, signatures: Iterable[Signature], shard: int
 ) -> StoredBatch:
     """Store the signatures not stored yet and add them to ``shard`` of their petitions.
 
@@ -78,7 +100,7 @@ async def store_batch(
     # A constant order, shared by every replica, so two batches wanting the same index entries
     # or shard rows take them in the same order and wait for each other instead of deadlocking.
     rows = [firsts[key] for key in sorted(firsts)]
-    async with pool.acquire() as connection, connection.transaction():
+    async with connection.transaction():
         await connection.execute("SELECT pg_advisory_xact_lock_shared($1)", COUNT_SHARDS_LOCK)
         inserted = await connection.fetch(
             """
@@ -114,9 +136,9 @@ async def store_batch(
     )
 
 
-async def counted_totals(pool: asyncpg.Pool, petitions: Collection[str]) -> dict[str, int]:
+async def counted_totals(db: Queryable, petitions: Collection[str]) -> dict[str, int]:
     """The committed count of each petition (0 for a petition with no signature yet)."""
-    rows = await pool.fetch(
+    rows = await db.fetch(
         """
         SELECT petition_id, coalesce(sum(signatures), 0)::bigint AS signatures
         FROM unnest($1::uuid[]) AS asked(petition_id)
@@ -128,8 +150,8 @@ async def counted_totals(pool: asyncpg.Pool, petitions: Collection[str]) -> dict
     return {str(row["petition_id"]): row["signatures"] for row in rows}
 
 
-async def counted_total(pool: asyncpg.Pool, petition_id: str) -> int:
-    total = await pool.fetchval(
+async def counted_total(db: Queryable, petition_id: str) -> int:
+    total = await db.fetchval(
         "SELECT coalesce(sum(signatures), 0)::bigint FROM counter.count_shards"
         " WHERE petition_id = $1",
         petition_id,
@@ -155,7 +177,7 @@ def _threshold(row: asyncpg.Record) -> ThresholdReached:
 
 
 async def record_thresholds_reached(
-    pool: asyncpg.Pool, thresholds: Sequence[int], petitions: Collection[str]
+    db: Queryable, thresholds: Sequence[int], petitions: Collection[str]
 ) -> list[ThresholdReached]:
     """Record each threshold the committed count of a petition has reached and that was not
     recorded yet.
@@ -166,7 +188,7 @@ async def record_thresholds_reached(
     """
     if not thresholds or not petitions:
         return []
-    rows = await pool.fetch(
+    rows = await db.fetch(
         """
         INSERT INTO counter.thresholds_reached (petition_id, threshold, signatures)
         SELECT totals.petition_id, threshold, totals.signatures
@@ -188,16 +210,16 @@ async def record_thresholds_reached(
     return [_threshold(row) for row in rows]
 
 
-async def unpublished_thresholds(pool: asyncpg.Pool) -> list[ThresholdReached]:
-    rows = await pool.fetch(
+async def unpublished_thresholds(db: Queryable) -> list[ThresholdReached]:
+    rows = await db.fetch(
         "SELECT petition_id, threshold, signatures, reached_at FROM counter.thresholds_reached"
         " WHERE published_at IS NULL ORDER BY reached_at"
     )
     return [_threshold(row) for row in rows]
 
 
-async def mark_published(pool: asyncpg.Pool, reached: ThresholdReached) -> None:
-    await pool.execute(
+async def mark_published(db: Queryable, reached: ThresholdReached) -> None:
+    await db.execute(
         "UPDATE counter.thresholds_reached SET published_at = now()"
         " WHERE petition_id = $1 AND threshold = $2 AND published_at IS NULL",
         reached.petition_id,

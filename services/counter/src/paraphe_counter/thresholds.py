@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import asyncpg
 import nats.errors
@@ -22,6 +22,9 @@ from paraphe_common.streams import THRESHOLD_REACHED, petition_event_subject
 from paraphe_counter import store
 from paraphe_counter.metrics import CounterMetrics
 from paraphe_counter.store import ThresholdReached
+
+if TYPE_CHECKING:
+    from paraphe_counter.store import Queryable
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +47,14 @@ def event_body(reached: ThresholdReached) -> bytes:
 
 
 class ThresholdEvents:
-    def __init__(
-        self, pool: asyncpg.Pool, jetstream: JetStreamContext, metrics: CounterMetrics
-    ) -> None:
-        self._pool = pool
+    """Publishes the events of the rows in ``db``: the pool, or the connection a caller holds
+    to bound its time in PostgreSQL."""
+
+    def __init__(self, jetstream: JetStreamContext, metrics: CounterMetrics) -> None:
         self._jetstream = jetstream
         self._metrics = metrics
 
-    async def publish(self, reached: Iterable[ThresholdReached]) -> bool:
+    async def publish(self, db: Queryable, reached: Iterable[ThresholdReached]) -> bool:
         """Publish each event and mark it published; False when one is left for later."""
         all_published = True
         for event in reached:
@@ -80,7 +83,7 @@ class ThresholdEvents:
                     event.threshold,
                 )
             try:
-                await store.mark_published(self._pool, event)
+                await store.mark_published(db, event)
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
                 # Published but not marked: the next pass publishes it again, and JetStream
                 # recognises the message id.
@@ -88,6 +91,6 @@ class ThresholdEvents:
                 all_published = False
         return all_published
 
-    async def publish_unpublished(self) -> bool:
+    async def publish_unpublished(self, db: Queryable) -> bool:
         """Publish the events a crash or an outage left behind."""
-        return await self.publish(await store.unpublished_thresholds(self._pool))
+        return await self.publish(db, await store.unpublished_thresholds(db))
