@@ -1,11 +1,13 @@
 """Backup and restore of PostgreSQL, as docs/operations.md says to do it, on a stack of its own.
 
 A backup (pg_dump, custom format) is taken while people sign; more sign after it; the database
-is lost and restored from the backup (pg_restore into a new database). Then Redis is rebuilt
-from PostgreSQL: the counter's reconciliation brings the totals back to the stored rows, and
-``paraphe-counter rebuild-marks`` the marks. Those who signed before the backup are still
-counted once and cannot sign again; the signatures after it are gone, and their marks with
-them, so those people are not told they signed when nothing counts them.
+is lost and restored from the backup (pg_restore into a new database), people signing on
+meanwhile. Then Redis is rebuilt from PostgreSQL: the counter, started, stores what waited in
+JetStream and its reconciliation brings the totals back to the stored rows; once it has caught
+up, ``paraphe-counter rebuild-marks`` rebuilds the marks. Those who signed before the backup or
+during the restore are counted once and cannot sign again; the signatures between the backup
+and the loss are gone, and their marks with them, so those people are not told they signed
+when nothing counts them.
 """
 
 from __future__ import annotations
@@ -126,6 +128,7 @@ async def test_after_a_restore_redis_follows_postgresql_and_nobody_signs_twice(
     petition = await open_petition(stack, "Une pétition sauvegardée puis restaurée")
     before = [f"before-backup-{n}" for n in range(20)]
     after = [f"after-backup-{n}" for n in range(10)]
+    during = [f"during-restore-{n}" for n in range(5)]
     assert await sign(stack, petition, before) == [202] * 20
     assert await count_becomes(stack, petition, 20) == 20
 
@@ -149,26 +152,34 @@ async def test_after_a_restore_redis_follows_postgresql_and_nobody_signs_twice(
     # And some of paraphe's first layout of marks (a key each), which the rebuild replaces.
     await redis_client.set(f"sig:{petition}:{dedupe_key(before[0], petition)}", b"s")
 
+    # Intake signs on meanwhile: the signatures wait in JetStream for the counter.
+    assert await sign(stack, petition, during) == [202] * 5
+
+    # The counter first: its reconciliation brings the total to the restored rows, and it
+    # stores what waited; then the marks, once it has caught up.
+    await asyncio.to_thread(stack.services["counter"].start)
+    assert await count_becomes(stack, petition, 25) == 25
     run_counter(stack, "rebuild-marks")
     for name in USERS_OF_POSTGRESQL:
-        await asyncio.to_thread(stack.services[name].start)
+        if name != "counter":
+            await asyncio.to_thread(stack.services[name].start)
 
-    # The counter's reconciliation at start: the total is the backup's rows again.
-    assert await count_becomes(stack, petition, 20) == 20
-    assert await stored(stack, petition) == {dedupe_key(s, petition) for s in before}
-    # Every mark is PostgreSQL's: those who signed before the backup are marked, the others not.
-    assert all([await has_signed(stack, petition, s) for s in before])
+    kept = before + during
+    assert await stored(stack, petition) == {dedupe_key(s, petition) for s in kept}
+    # Every mark is PostgreSQL's: those who signed before the backup or during the restore are
+    # marked, the others not.
+    assert all([await has_signed(stack, petition, s) for s in kept])
     assert not any([await has_signed(stack, petition, s) for s in after])
     assert await signed_marks(redis_client, petition) == {
-        bytes.fromhex(dedupe_key(s, petition))[:MARKED_BYTES] for s in before
+        bytes.fromhex(dedupe_key(s, petition))[:MARKED_BYTES] for s in kept
     }
     assert [key async for key in redis_client.scan_iter(match="sig:*")] == []
 
     # Nobody signs twice: a second signature is "already signed", and the count does not move.
-    assert set(await sign(stack, petition, before)) == {200}
+    assert set(await sign(stack, petition, kept)) == {200}
     await asyncio.sleep(1.0)
-    assert await count_becomes(stack, petition, 20, within=2) == 20
-    assert len(await stored(stack, petition)) == 20
+    assert await count_becomes(stack, petition, 25, within=2) == 25
+    assert len(await stored(stack, petition)) == 25
 
 
 def test_rebuild_marks_is_a_command_of_the_counter() -> None:
