@@ -18,11 +18,12 @@ TAB, LINE_FEED, CARRIAGE_RETURN, DELETE = 0x09, 0x0A, 0x0D, 0x7F
 REFUSED = (
     (set(range(0x00, 0x20)) - {TAB, LINE_FEED, CARRIAGE_RETURN})
     | {DELETE}
+    | set(range(0x80, 0xA0))  # C1, NEL (U+0085) among them
     | set(range(0xD800, 0xE000))
 )
 
 
-def test_c0_controls_but_tab_and_line_breaks_del_and_lone_surrogates_are_refused() -> None:
+def test_c0_and_c1_controls_but_tab_and_line_breaks_del_and_lone_surrogates_are_refused() -> None:
     wrong = [
         hex(code)
         for code in CODE_POINTS
@@ -30,6 +31,8 @@ def test_c0_controls_but_tab_and_line_breaks_del_and_lone_surrogates_are_refused
     ]
     assert not wrong, wrong
     assert has_control_characters("Propos\x0binjurieux")
+    assert has_control_characters("Propos\x85injurieux")
+    assert not has_control_characters("Propos injurieux, déjà signalés\u00a0!")
     assert not has_control_characters("Propos\tinjurieux,\r\nà la ligne.")
 
 
