@@ -18,7 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from paraphe_common.streams import PETITION_EVENTS
 from paraphe_counter import store
-from paraphe_counter.consumer import CONSUMER
+from paraphe_counter.consumer import CONSUMER, SETTLE_TIMEOUT
 from paraphe_counter.reconciliation import RECONCILIATION
 from paraphe_counter.signatures import Signature
 
@@ -231,3 +231,39 @@ async def test_a_threshold_recorded_unseen_is_announced_without_waiting_for_reco
     await counted(petition, 5)
     await until(lambda: all_published(database, 1))
     assert [json.loads(message.data)["threshold"] for message in announcements] == [5]
+
+
+class _SlowJetStream:
+    """A JetStream that takes each threshold event's publish long, then gives up on it."""
+
+    async def publish(self, *_: object, **__: object) -> None:
+        await asyncio.sleep(SETTLE_TIMEOUT / 2 + 1)
+        raise TimeoutError
+
+
+async def test_threshold_events_slow_to_publish_hold_no_total_back(
+    counter: Client,
+    petition: str,
+    sign: Sign,
+    tally: Callable[[str], Awaitable[dict[str, int | None]]],
+    until: Until,
+    database: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await until(lambda: _passed(counter))
+    monkeypatch.setattr(counter.app[CONSUMER]._events, "_jetstream", _SlowJetStream())
+    for _ in range(10):  # both thresholds in these settings: two events waiting, each slow
+        await sign(petition)
+
+    async def recorded_both() -> bool:
+        return bool(await database.fetchval("SELECT count(*) = 2 FROM counter.thresholds_reached"))
+
+    await until(recorded_both, within=30)
+    await sign(petition)
+
+    async def raised() -> bool:
+        return (await tally(petition))["redis"] == 11
+
+    # Each settle now spends longer publishing than a settle may hold PostgreSQL: the totals
+    # still rise, once the publishing has given up.
+    await until(raised, within=45)

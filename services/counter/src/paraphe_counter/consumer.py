@@ -268,6 +268,7 @@ class SignatureConsumer:
         settled = False
         totals: dict[str, int] = {}
         try:
+            waiting: list[store.ThresholdReached] = []
             # A PostgreSQL gone silent (its processes stopped, an address a failover left
             # behind) must not hold the counting loop.
             async with store.bounded_connection(self._pool, SETTLE_TIMEOUT) as connection:
@@ -275,19 +276,20 @@ class SignatureConsumer:
                     # A row committed is returned by no later insert: until its event is
                     # published, whatever fails (the commit's answer lost included), the next
                     # settle publishes the rows left unpublished, not reconciliation.
-                    # Published before the Redis step, which cannot hold them back.
                     earlier, self._events_left_behind = self._events_left_behind, True
                     reached = await store.record_thresholds_reached(
                         connection, self._settings.thresholds, petitions
                     )
-                    published = await self._events.publish(connection, reached)
-                    self._events_left_behind = earlier or not published
-                if self._events_left_behind:
-                    self._events_left_behind = not await self._events.publish_unpublished(
-                        connection
-                    )
+                    self._events_left_behind = earlier or bool(reached)
+                if self._events_left_behind:  # the new ones among them
+                    waiting = await store.unpublished_thresholds(connection)
                 if petitions:
                     totals = await store.counted_totals(connection, petitions)
+            # Published before the Redis step, which cannot hold them back; off the connection,
+            # which a JetStream slow to answer must not hold.
+            self._events_left_behind = bool(waiting) and not await self._events.publish(
+                self._pool, waiting
+            )
             await self._totals.raise_to(totals)
             settled = True
         except (*_POSTGRES_ERRORS, *_REDIS_ERRORS) as exc:

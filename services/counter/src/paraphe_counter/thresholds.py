@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import asyncpg
 import nats.errors
@@ -23,12 +23,11 @@ from paraphe_counter import store
 from paraphe_counter.metrics import CounterMetrics
 from paraphe_counter.store import ThresholdReached
 
-if TYPE_CHECKING:
-    from paraphe_counter.store import Queryable
-
 log = logging.getLogger(__name__)
 
 _PUBLISH_TIMEOUT: Final = 2.0
+# Seconds the marking of events published may hold its PostgreSQL connection.
+_MARK_TIMEOUT: Final = 10.0
 
 
 def event_id(reached: ThresholdReached) -> str:
@@ -47,16 +46,17 @@ def event_body(reached: ThresholdReached) -> bytes:
 
 
 class ThresholdEvents:
-    """Publishes the events of the rows in ``db``: the pool, or the connection a caller holds
-    to bound its time in PostgreSQL."""
+    """Publishes threshold events to JetStream, then marks them published in PostgreSQL on a
+    connection of its own, bounded: a JetStream slow to answer holds no connection."""
 
     def __init__(self, jetstream: JetStreamContext, metrics: CounterMetrics) -> None:
         self._jetstream = jetstream
         self._metrics = metrics
 
-    async def publish(self, db: Queryable, reached: Iterable[ThresholdReached]) -> bool:
+    async def publish(self, pool: asyncpg.Pool, reached: Iterable[ThresholdReached]) -> bool:
         """Publish each event and mark it published; False when one is left for later."""
         all_published = True
+        sent = []
         for event in reached:
             try:
                 acknowledgement = await self._jetstream.publish(
@@ -82,15 +82,19 @@ class ThresholdEvents:
                     event.signatures,
                     event.threshold,
                 )
+            sent.append(event)
+        if sent:
             try:
-                await store.mark_published(db, event)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-                # Published but not marked: the next pass publishes it again, and JetStream
-                # recognises the message id.
-                log.warning("threshold event published but not marked: %r", exc)
+                async with store.bounded_connection(pool, _MARK_TIMEOUT) as connection:
+                    for event in sent:
+                        await store.mark_published(connection, event)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+                # Published but not marked: the next pass publishes them again, and JetStream
+                # recognises the message ids.
+                log.warning("threshold events published but not marked: %r", exc)
                 all_published = False
         return all_published
 
-    async def publish_unpublished(self, db: Queryable) -> bool:
+    async def publish_unpublished(self, pool: asyncpg.Pool) -> bool:
         """Publish the events a crash or an outage left behind."""
-        return await self.publish(db, await store.unpublished_thresholds(db))
+        return await self.publish(pool, await store.unpublished_thresholds(pool))
