@@ -14,6 +14,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from paraphe_moderation import decisions as moderation_decisions
+
 Client = TestClient[web.Request, web.Application]
 # The shapes of conftest's fixtures (test modules cannot import it).
 Eventually = Callable[..., Awaitable[Any]]
@@ -851,3 +853,101 @@ async def test_a_take_down_from_the_petition_page_whose_answer_was_lost_is_audit
     details = json.loads(row["details"])
     assert details["actor_name"] == "Marie"
     assert details["confirmed_by"].startswith("event ")
+
+
+async def test_a_take_down_the_catalog_never_applied_no_longer_blocks_the_dismissal(
+    moderation: Client,
+    staff_token: IssueStaffToken,
+    catalog: FakeCatalog,
+    set_petition_state: Any,
+    eventually: Eventually,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    petition_id, item, marie = await _reported_item(
+        moderation, staff_token, catalog, set_petition_state, eventually
+    )
+    decide = f"/api/moderation/items/{item['id']}/decision"
+    take_down = {"decision": "take-down", "reason_code": "insulting"}
+    catalog.failures = 1  # not applied, and not answered
+    assert (await moderation.post(decide, json=take_down, headers=bearer(marie))).status == 503
+    assert catalog.statuses[petition_id] == "published"
+    # Once the catalog is surely done with it (here at once), the petition, still published,
+    # tells the take-down was never applied: Marie, having changed her mind, may dismiss.
+    monkeypatch.setattr(moderation_decisions, "UNANSWERED_AFTER", 0.0)
+    dismissed = await moderation.post(decide, json={"decision": "dismiss"}, headers=bearer(marie))
+    assert dismissed.status == 200, await dismissed.text()
+    assert [row["action"] for row in await audit_rows(settings)] == ["dismiss"]
+
+
+async def test_a_take_down_applied_unanswered_settles_the_item_instead_of_a_dismissal(
+    moderation: Client,
+    staff_token: IssueStaffToken,
+    catalog: FakeCatalog,
+    set_petition_state: Any,
+    eventually: Eventually,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, item, marie = await _reported_item(
+        moderation, staff_token, catalog, set_petition_state, eventually
+    )
+    decide = f"/api/moderation/items/{item['id']}/decision"
+    take_down = {"decision": "take-down", "reason_code": "insulting"}
+    catalog.failures, catalog.applies_then_fails = 1, True  # applied, its answer lost
+    assert (await moderation.post(decide, json=take_down, headers=bearer(marie))).status == 503
+    monkeypatch.setattr(moderation_decisions, "UNANSWERED_AFTER", 0.0)
+    refused = await moderation.post(decide, json={"decision": "dismiss"}, headers=bearer(marie))
+    assert refused.status == 409
+    assert (await refused.json())["type"] == "urn:paraphe:problem:already-resolved"
+    assert [row["action"] for row in await audit_rows(settings)] == ["take-down"]
+
+
+async def test_a_take_down_event_audits_the_decision_it_names_not_a_stale_one(
+    moderation: Client,
+    staff_token: IssueStaffToken,
+    catalog: FakeCatalog,
+    set_petition_state: Any,
+    publish_event: PublishEvent,
+    eventually: Eventually,
+    settings: Any,
+) -> None:
+    petition_id, item, marie = await _reported_item(
+        moderation, staff_token, catalog, set_petition_state, eventually
+    )
+    # Paul's take-down from the petition's page: not applied, not answered; kept as sent.
+    paul = staff_token("moderator", subject="paul")
+    catalog.failures = 1
+    stale = await moderation.post(
+        f"/api/moderation/petitions/{petition_id}/decisions",
+        json={"decision": "take-down", "reason_code": "insulting"},
+        headers=bearer(paul),
+    )
+    assert stale.status == 503
+    # Marie takes it down from the report, for another reason; the catalog's event names hers.
+    applied = await moderation.post(
+        f"/api/moderation/items/{item['id']}/decision",
+        json={"decision": "take-down", "reason_code": "advertising"},
+        headers=bearer(marie),
+    )
+    assert applied.status == 200, await applied.text()
+    await publish_event(
+        "hidden", petition_id, status="hidden", reason_code="advertising",
+        decision_id=catalog.calls[-1]["decision_id"],
+    )  # fmt: skip
+
+    async def stale_let_go() -> bool:
+        connection = await asyncpg.connect(settings.database_url.get_secret_value())
+        try:
+            left = await connection.fetchval(
+                "SELECT count(*) FROM moderation.pending_petition_decisions"
+            )
+        finally:
+            await connection.close()
+        return bool(left == 0)
+
+    await eventually(stale_let_go)
+    [row] = await audit_rows(settings)  # Marie's alone: Paul's was never applied
+    assert row["action"] == "take-down"
+    assert row["actor"] != "paul"
+    assert json.loads(row["details"])["reason_code"] == "advertising"

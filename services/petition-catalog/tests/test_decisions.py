@@ -112,8 +112,9 @@ async def test_publishing_sets_the_committee_and_a_six_month_deadline_and_tells_
 ) -> None:
     published = await nats_client.subscribe("petitions.events.published")
     petition_id = await add_petition("submitted")
+    decision_id = uuid.uuid4()
     answer, body = await decide(
-        moderated, tokens.staff("moderator", subject="marie"), petition_id, "publish"
+        moderated, tokens.staff("moderator", subject="marie"), petition_id, "publish", decision_id
     )
     assert answer == 200
     assert body["committee"] == {
@@ -132,6 +133,7 @@ async def test_publishing_sets_the_committee_and_a_six_month_deadline_and_tells_
         "status": "published",
         "committee": "affaires-sociales",
         "closes_at": event["closes_at"],
+        "decision_id": str(decision_id),  # which of moderation's decisions it was
     }
     assert datetime.fromisoformat(event["closes_at"]) == closes
     state = await moderated.app[BUCKET].get(str(petition_id))

@@ -14,6 +14,7 @@ which writes the audit row from the pending decision it matches
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -70,6 +71,9 @@ ITEM_DECISIONS: Final = {REVIEW: (PUBLISH, REJECT), REPORT: (TAKE_DOWN, DISMISS)
 PETITION_DECISIONS: Final = (TAKE_DOWN, FOLLOW_UP_DECISION)
 
 REASON_MAX_LENGTH: Final = 2000
+# Seconds after which a decision sent to the catalog and never answered is over, applied or not:
+# beyond the longest PARAPHE_CATALOG_TIMEOUT (60 s).
+UNANSWERED_AFTER: Final = 90.0
 NOTE_MAX_LENGTH: Final = 2000
 RETRY_AFTER_SECONDS: Final = 5
 
@@ -287,7 +291,7 @@ def _refuse_unsure_dismissal(item: QueueItem, decision: Decision) -> None:
         raise Problem(
             409,
             "Un retrait a été envoyé au catalogue sans réponse : il a peut-être été appliqué. "
-            "Renvoyez le retrait pour le savoir avant de classer sans suite.",
+            "Renvoyez le retrait pour le savoir, ou réessayez de classer dans une minute.",
             kind="decision-pending",
         )
     reports = int(item.details.get("reports", 0))
@@ -322,6 +326,8 @@ class Decisions:
     ) -> Outcome:
         """Decide a claimed item: publish or reject a submission, take down or dismiss."""
         require_role(staff, ROLES[decision.decision])
+        if decision.decision == DISMISS:
+            await self._settle_unanswered_take_downs(item_id, token)
         if chosen_id is not None and (
             replayed := await self._replay(chosen_id, token, decision, item_id=item_id)
         ):
@@ -373,7 +379,7 @@ class Decisions:
                     connection,
                     item.id,
                     asdict(decision) | {"decision_id": str(decision_id), "actor": staff.subject,
-                                        "actor_name": staff.name},
+                                        "actor_name": staff.name, "sent_at": time.time()},
                 )  # fmt: skip
         petition = await self._apply(item, token, decision, decision_id)
         async with self._pool.acquire() as connection, connection.transaction():
@@ -493,6 +499,28 @@ class Decisions:
                     await self._settled_elsewhere(item.id, item.petition_id, str(status))
             raise _catalog_problem(refused) from None
 
+    async def _settle_unanswered_take_downs(self, item_id: uuid.UUID, token: str) -> None:
+        """Before a dismissal: a take-down sent long enough ago that the catalog has finished
+        with it, answered or not, was applied if the petition is taken down (it is audited
+        and the item settled) and was not if it is still published (it is let go)."""
+        item = await store.get_item(self._pool, item_id)
+        if item is None:
+            return
+        sent = [p for p in item.pending_decisions if p.get("decision") == TAKE_DOWN]
+        now = time.time()
+        if not sent or any(now - float(p.get("sent_at", 0)) < UNANSWERED_AFTER for p in sent):
+            return  # none, or one the catalog may still be applying: the dismissal waits
+        try:
+            petition = await self._catalog.petition(str(item.petition_id), token)
+        except (CatalogUnavailable, CatalogRefused):
+            return  # not known: the dismissal waits
+        if petition.get("status") == "hidden":
+            await self._settled_elsewhere(item.id, item.petition_id, "hidden")
+        elif petition.get("status") == "published":
+            for pending in sent:
+                decision_id = uuid.UUID(str(pending["decision_id"]))
+                await store.drop_pending_decision(self._pool, item.id, decision_id)
+
     async def _settled_elsewhere(
         self, item_id: uuid.UUID, petition_id: uuid.UUID, status: str
     ) -> None:
@@ -573,6 +601,9 @@ def confirmed_decision(
     that, the last decision of the right kind.
     """
     candidates = [p for p in pending if p.get("decision") == CONFIRMS.get(status)]
+    if hint.get("decision_id"):  # the catalog names the decision it applied
+        named = [p for p in candidates if p.get("decision_id") == hint["decision_id"]]
+        return named[-1] if named else None
     telling = "committee" if status == "published" else "reason_code"
     exact = [p for p in candidates if hint.get(telling) and p.get(telling) == hint.get(telling)]
     chosen = exact or candidates
@@ -607,6 +638,16 @@ async def audit_petition_decision_confirmed(
     code, its step) tells which. Those of its kind left unconfirmed are let go once one is:
     a petition is taken down once, and a step recorded once."""
     sent = await store.pending_petition_decisions(connection, petition_id, kind)
+    if hint.get("decision_id"):  # the catalog names the decision it applied
+        named = [p for p in sent if p.get("decision_id") == hint["decision_id"]]
+        if named:
+            await _audit_sent(connection, named[-1], petition_id, None, metrics, confirmed_by)
+        # A take-down is applied once: the others of ours were not; a step, only this one.
+        done = sent if kind == TAKE_DOWN else named
+        await store.drop_pending_petition_decisions(
+            connection, [uuid.UUID(str(p["decision_id"])) for p in done]
+        )
+        return
     telling = "step" if kind == FOLLOW_UP_DECISION else "reason_code"
     exact = [p for p in sent if hint.get(telling) and p.get(telling) == hint.get(telling)]
     if kind == FOLLOW_UP_DECISION and not exact:
@@ -633,7 +674,7 @@ async def _audit_sent(
     details = {
         k: v
         for k, v in pending.items()
-        if k not in {"decision", "reason", "actor", "decision_id"} and v is not None
+        if k not in {"decision", "reason", "actor", "decision_id", "sent_at"} and v is not None
     }
     if item is not None:
         details["item_kind"] = item.kind

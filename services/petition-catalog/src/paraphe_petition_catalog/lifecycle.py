@@ -481,6 +481,8 @@ async def _decision_event(
         details = {"reason_code": decision.reason_code, "reason": decision.reason}
     else:
         details = {"step": decision.step, "note": decision.note}
+    # Moderation keeps what it sent until it hears of it: the id tells which decision this was.
+    details["decision_id"] = str(decision.id)
     return await _event(
         connection, DECISION_EVENTS[decision.decision], petition_id, at, row["status"], **details
     )
