@@ -118,20 +118,21 @@ class StatesPass:
                 raise
             if not read:
                 break
-        while self._passed_over:
+        # One at a time: a lock never released holds up no other petition's moves.
+        for petition_id in sorted(self._passed_over):
             deadline = asyncio.timeout(self._timeout)
             try:
                 async with deadline:
-                    await self._write(sorted(self._passed_over), self._held, wait=True)
+                    await self._write([petition_id], self._held, wait=True)
             except TimeoutError:
                 if deadline.expired():
                     log.warning(
-                        "%d petitions stayed locked for more than %.0f s: their states wait",
-                        len(self._passed_over),
+                        "petition %s stayed locked for more than %.0f s: its state waits",
+                        petition_id,
                         self._timeout,
                     )
                 raise
-            self._passed_over.clear()
+            self._passed_over.discard(petition_id)
 
     async def _batch(self, held: dict[str, PetitionState | None]) -> int:
         rows = await self._pool.fetch(
