@@ -268,7 +268,10 @@ class SignatureConsumer:
         settled = False
         totals: dict[str, int] = {}
         try:
+            # The events this replica recorded now; all those left unpublished, when an earlier
+            # settle left some (other replicas' own are theirs to publish, as they record them).
             waiting: list[store.ThresholdReached] = []
+            left_behind = self._events_left_behind
             # A PostgreSQL gone silent (its processes stopped, an address a failover left
             # behind) must not hold the counting loop.
             async with store.bounded_connection(self._pool, SETTLE_TIMEOUT) as connection:
@@ -276,12 +279,13 @@ class SignatureConsumer:
                     # A row committed is returned by no later insert: until its event is
                     # published, whatever fails (the commit's answer lost included), the next
                     # settle publishes the rows left unpublished, not reconciliation.
-                    earlier, self._events_left_behind = self._events_left_behind, True
-                    reached = await store.record_thresholds_reached(
+                    self._events_left_behind = True
+                    waiting = await store.record_thresholds_reached(
                         connection, self._settings.thresholds, petitions
                     )
-                    self._events_left_behind = earlier or bool(reached)
-                if self._events_left_behind:  # the new ones among them
+                    # Until they are published, should anything below fail.
+                    self._events_left_behind = left_behind or bool(waiting)
+                if left_behind:  # this settle's own among them
                     waiting = await store.unpublished_thresholds(connection)
                 if petitions:
                     totals = await store.counted_totals(connection, petitions)
