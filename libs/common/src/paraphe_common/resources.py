@@ -71,6 +71,12 @@ class DependencyUnavailable(Exception):
         super().__init__(f"{dependency} at {endpoint} is unreachable: {why}")
 
 
+def session_settings(settings: PostgresSettings) -> dict[str, str]:
+    """What every session of the services sets on the server."""
+    milliseconds = round(settings.database_idle_in_transaction_timeout * 1000)
+    return {"idle_in_transaction_session_timeout": str(milliseconds)}
+
+
 def postgres(settings: PostgresSettings) -> CleanupContext:
     dsn = settings.database_url.get_secret_value()
     endpoint = describe_endpoint(dsn)
@@ -82,11 +88,7 @@ def postgres(settings: PostgresSettings) -> CleanupContext:
                 min_size=settings.database_pool_min_size,
                 max_size=settings.database_pool_max_size,
                 timeout=settings.database_connect_timeout,
-                server_settings={
-                    "idle_in_transaction_session_timeout": str(
-                        round(settings.database_idle_in_transaction_timeout * 1000)
-                    )
-                },
+                server_settings=session_settings(settings),
             )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DependencyUnavailable("PostgreSQL", endpoint, exc) from exc
