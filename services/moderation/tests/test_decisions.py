@@ -724,6 +724,22 @@ async def _reported_item(
     return petition_id, item, marie
 
 
+TAKE_DOWN = {"decision": "take-down", "reason_code": "insulting", "reason": "Injurieux."}
+
+
+async def _unanswered_take_down(
+    moderation: Client, catalog: FakeCatalog, item: dict[str, Any], agent: str, *, applied: bool
+) -> str:
+    """A take-down of the item sent to the catalog, whose answer never comes (503), applied
+    or not; the address to decide the item."""
+    decide = f"/api/moderation/items/{item['id']}/decision"
+    catalog.failures, catalog.applies_then_fails = 1, applied
+    lost = await moderation.post(decide, json=TAKE_DOWN, headers=bearer(agent))
+    assert lost.status == 503
+    assert catalog.statuses[item["petition_id"]] == ("hidden" if applied else "published")
+    return decide
+
+
 async def test_a_report_arriving_during_the_review_is_not_dismissed_unread(
     moderation: Client,
     staff_token: IssueStaffToken,
@@ -769,20 +785,15 @@ async def test_a_take_down_left_unanswered_cannot_be_dismissed_unaudited(
     eventually: Eventually,
     settings: Any,
 ) -> None:
-    petition_id, item, marie = await _reported_item(
+    _, item, marie = await _reported_item(
         moderation, staff_token, catalog, set_petition_state, eventually
     )
-    decide = f"/api/moderation/items/{item['id']}/decision"
-    take_down = {"decision": "take-down", "reason_code": "insulting", "reason": "Injurieux."}
-    catalog.failures, catalog.applies_then_fails = 1, True  # applied, its answer lost
-    lost = await moderation.post(decide, json=take_down, headers=bearer(marie))
-    assert lost.status == 503
-    assert catalog.statuses[petition_id] == "hidden"
+    decide = await _unanswered_take_down(moderation, catalog, item, marie, applied=True)
     refused = await moderation.post(decide, json={"decision": "dismiss"}, headers=bearer(marie))
     assert refused.status == 409
     assert (await refused.json())["type"] == "urn:paraphe:problem:decision-pending"
     # Sent again, the take-down is recognised and audited.
-    again = await moderation.post(decide, json=take_down, headers=bearer(marie))
+    again = await moderation.post(decide, json=TAKE_DOWN, headers=bearer(marie))
     assert again.status == 200, await again.text()
     assert [row["action"] for row in await audit_rows(settings)] == ["take-down"]
 
@@ -864,14 +875,10 @@ async def test_a_take_down_the_catalog_never_applied_no_longer_blocks_the_dismis
     settings: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    petition_id, item, marie = await _reported_item(
+    _, item, marie = await _reported_item(
         moderation, staff_token, catalog, set_petition_state, eventually
     )
-    decide = f"/api/moderation/items/{item['id']}/decision"
-    take_down = {"decision": "take-down", "reason_code": "insulting"}
-    catalog.failures = 1  # not applied, and not answered
-    assert (await moderation.post(decide, json=take_down, headers=bearer(marie))).status == 503
-    assert catalog.statuses[petition_id] == "published"
+    decide = await _unanswered_take_down(moderation, catalog, item, marie, applied=False)
     # Once the catalog is surely done with it (here at once), the petition, still published,
     # tells the take-down was never applied: Marie, having changed her mind, may dismiss.
     monkeypatch.setattr(moderation_decisions, "UNANSWERED_AFTER", 0.0)
@@ -892,10 +899,7 @@ async def test_a_take_down_applied_unanswered_settles_the_item_instead_of_a_dism
     _, item, marie = await _reported_item(
         moderation, staff_token, catalog, set_petition_state, eventually
     )
-    decide = f"/api/moderation/items/{item['id']}/decision"
-    take_down = {"decision": "take-down", "reason_code": "insulting"}
-    catalog.failures, catalog.applies_then_fails = 1, True  # applied, its answer lost
-    assert (await moderation.post(decide, json=take_down, headers=bearer(marie))).status == 503
+    decide = await _unanswered_take_down(moderation, catalog, item, marie, applied=True)
     monkeypatch.setattr(moderation_decisions, "UNANSWERED_AFTER", 0.0)
     refused = await moderation.post(decide, json={"decision": "dismiss"}, headers=bearer(marie))
     assert refused.status == 409
